@@ -1,0 +1,5 @@
+import sys
+
+from fibroclass.cli.app import main
+
+sys.exit(main())
