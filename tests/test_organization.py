@@ -1,0 +1,176 @@
+"""Organization co-readout on images whose orientation and order are known by construction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fibroclass import organization as org
+from fibroclass.errors import FibroclassError
+
+N = 256
+
+
+def _grid(n: int = N) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:n, 0:n].astype(float)
+    return yy, xx
+
+
+def parallel_lines(deg: float, n: int = N, period: float = 8.0) -> np.ndarray:
+    """Sinusoidal fibres running at `deg` (counter-clockwise from x, y up)."""
+    yy, xx = _grid(n)
+    t = np.radians(deg)
+    across = -np.sin(t) * xx + np.cos(t) * (-yy)  # coordinate perpendicular to the fibres
+    return 0.5 + 0.5 * np.cos(2 * np.pi * across / period)
+
+
+def rings(n: int = N, period: float = 8.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concentric rings around the centre; returns (image, radius, tangential orientation)."""
+    yy, xx = _grid(n)
+    c = (n - 1) / 2
+    r = np.hypot(xx - c, yy - c)
+    radial = np.arctan2(-(yy - c), xx - c)
+    return 0.5 + 0.5 * np.cos(2 * np.pi * r / period), r, np.mod(radial + np.pi / 2, np.pi)
+
+
+def axial_diff_deg(a_deg: np.ndarray | float, b_deg: np.ndarray | float) -> np.ndarray:
+    """Smallest difference between axial angles (degrees, period 180)."""
+    return np.abs((np.asarray(a_deg) - np.asarray(b_deg) + 90.0) % 180.0 - 90.0)
+
+
+@pytest.mark.parametrize("deg", [0.0, 30.0, 45.0, 90.0, 135.0, 170.0])
+def test_parallel_lines_are_coherent_and_angle_is_recovered(deg: float) -> None:
+    img = parallel_lines(deg)
+    coh = org.coherency(img)
+    assert coh.shape == img.shape
+    assert coh[8:-8, 8:-8].mean() > 0.9
+    theta = org.orientation(img)
+    assert theta.shape == img.shape
+    assert np.all((theta >= 0) & (theta < np.pi))
+    assert np.median(axial_diff_deg(np.degrees(theta[8:-8, 8:-8]), deg)) < 2.0
+
+    feats = org.field_organization(img)
+    assert feats[org.ORG_COHERENCY] > 0.9
+    assert axial_diff_deg(feats[org.ORG_ORIENTATION_DEG], deg) < 2.0
+    assert 0.0 <= feats[org.ORG_ORIENTATION_DEG] < 180.0
+    assert feats[org.ORG_ORDER] > 0.95
+    assert feats[org.ORG_LOCAL_ORDER] > 0.95
+
+
+def test_orientation_convention_on_single_bright_lines() -> None:
+    """A horizontal line is 0 deg, a vertical one 90 deg, the upper-right diagonal 45 deg."""
+    horizontal = np.zeros((64, 64))
+    horizontal[32, :] = 1.0
+    vertical = horizontal.T.copy()
+    diagonal = np.fliplr(np.eye(64))  # runs from bottom-left to top-right on screen
+    for img, deg in [(horizontal, 0.0), (vertical, 90.0), (diagonal, 45.0)]:
+        feats = org.field_organization(img, sigma=2.0)
+        assert axial_diff_deg(feats[org.ORG_ORIENTATION_DEG], deg) < 2.0
+
+
+def test_isotropic_noise_has_low_coherency_and_order() -> None:
+    noise = np.random.default_rng(0).random((N, N))
+    assert org.coherency(noise, sigma=10.0).mean() < 0.1
+    # with a 1 px window noise looks locally oriented, so the window size matters
+    assert org.coherency(noise, sigma=1.0).mean() > 0.3
+    feats = org.field_organization(noise, sigma=10.0)
+    assert feats[org.ORG_COHERENCY] < 0.15
+    assert feats[org.ORG_ORDER] < 0.3
+
+
+def test_concentric_rings_are_locally_coherent_but_globally_unordered() -> None:
+    img, r, tangent = rings()
+    ring_zone = (r > 20) & (r < 120)
+    coh = org.coherency(img, sigma=2.0)
+    assert coh[ring_zone].mean() > 0.9
+    theta = org.orientation(img, sigma=2.0)
+    assert np.median(axial_diff_deg(np.degrees(theta[ring_zone]), np.degrees(tangent[ring_zone]))) < 2.0
+    assert np.percentile(axial_diff_deg(np.degrees(theta[ring_zone]), np.degrees(tangent[ring_zone])), 95) < 5
+
+    feats = org.field_organization(img)
+    assert feats[org.ORG_COHERENCY] > 0.9
+    assert feats[org.ORG_ORDER] < 0.05
+    assert feats[org.ORG_LOCAL_ORDER] > 0.6
+
+
+def test_coherency_is_zero_where_there_is_no_energy() -> None:
+    img = np.zeros((64, 64))
+    img[:, 40:] = parallel_lines(0.0, n=64)[:, 40:]
+    img[:, :20] = 0.25  # flat region far from the pattern
+    coh = org.coherency(img, sigma=1.0)
+    assert np.all(coh[:, :10] == 0.0)
+    assert np.all((coh >= 0) & (coh <= 1))
+    assert np.all(org.coherency(np.full((32, 32), 7.0)) == 0.0)
+
+
+def test_disordered_field_scores_below_aligned_field() -> None:
+    """Random short fibres (GoF-like) vs parallel fibres (healthy-like) on the same brightness."""
+    rng = np.random.default_rng(1)
+    yy, xx = _grid(N)
+    random_fibres = np.zeros((N, N))
+    for _ in range(150):
+        cy, cx, t = rng.uniform(0, N), rng.uniform(0, N), rng.uniform(0, np.pi)
+        dx, dy_up = xx - cx, -(yy - cy)
+        along = dx * np.cos(t) + dy_up * np.sin(t)
+        across = -dx * np.sin(t) + dy_up * np.cos(t)
+        random_fibres += np.exp(-(across**2) / 2.0) * (np.abs(along) < 30)
+    aligned = parallel_lines(20.0)
+    f_rand = org.field_organization(random_fibres)
+    f_al = org.field_organization(aligned)
+    assert f_al[org.ORG_COHERENCY] > f_rand[org.ORG_COHERENCY] + 0.2
+    assert f_al[org.ORG_ORDER] > f_rand[org.ORG_ORDER] + 0.5
+
+
+def test_background_is_excluded_from_foreground() -> None:
+    img = np.zeros((128, 128))
+    img[:, :64] = parallel_lines(90.0, n=128)[:, :64]
+    mask = org.foreground_mask(img)
+    assert mask[:, :56].mean() > 0.95
+    assert mask[:, 80:].mean() < 0.05
+    feats = org.field_organization(img)
+    assert 0.4 < feats[org.ORG_ACTIN_FRACTION] < 0.65
+
+
+def test_nuclei_count_shape_and_orientation() -> None:
+    nuc = np.zeros((256, 256))
+    yy, xx = _grid(256)
+    centres = [(40, 40), (40, 140), (140, 60), (200, 200), (120, 200)]
+    for cy, cx in centres:  # horizontal ellipses, semi-axes 12 x 5 px
+        nuc += (((xx - cx) / 12.0) ** 2 + ((yy - cy) / 5.0) ** 2) <= 1.0
+    stats = org.nuclei_stats(nuc)
+    assert stats[org.ORG_NUCLEI_COUNT] == len(centres)
+    assert stats[org.ORG_NUCLEI_PER_MPX] == pytest.approx(1e6 * len(centres) / 256**2)
+    assert stats[org.ORG_NUCLEI_AREA] == pytest.approx(np.pi * 12 * 5, rel=0.3)
+    assert stats[org.ORG_NUCLEI_ASPECT] == pytest.approx(12 / 5, rel=0.25)
+    assert stats[org.ORG_NUCLEI_ECC] > 0.8
+    assert stats[org.ORG_NUCLEI_ORDER] > 0.99
+
+    feats = org.field_organization(parallel_lines(0.0), nuclei=nuc)
+    assert set(org.ACTIN_KEYS + org.NUCLEI_KEYS) == set(feats)
+    assert feats[org.ORG_NUCLEI_COUNT] == len(centres)
+
+
+def test_empty_field_gives_nan_organization_and_zero_nuclei() -> None:
+    feats = org.field_organization(np.zeros((64, 64)), nuclei=np.zeros((64, 64)))
+    assert feats[org.ORG_ACTIN_FRACTION] == 0.0
+    assert np.isnan(feats[org.ORG_COHERENCY]) and np.isnan(feats[org.ORG_ORDER])
+    assert feats[org.ORG_NUCLEI_COUNT] == 0.0
+    assert np.isnan(feats[org.ORG_NUCLEI_AREA])
+
+
+def test_uint16_input_matches_float_input() -> None:
+    img = parallel_lines(60.0)
+    as_u16 = (img * 60000).astype(np.uint16)
+    a = org.field_organization(as_u16)
+    b = org.field_organization(as_u16.astype(np.float32) / 65535)
+    for key in org.ACTIN_KEYS:
+        assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9)
+
+
+def test_bad_inputs_raise_fibroclass_error() -> None:
+    with pytest.raises(FibroclassError, match="2-D"):
+        org.coherency(np.zeros((2, 8, 8)))
+    with pytest.raises(FibroclassError, match="nuclei shape"):
+        org.field_organization(np.zeros((16, 16)), nuclei=np.zeros((8, 8)))
+    with pytest.raises(FibroclassError, match="mask shape"):
+        org.field_organization(np.zeros((16, 16)), mask=np.ones((8, 8), bool))
