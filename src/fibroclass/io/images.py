@@ -35,5 +35,7 @@ def read_field(paths: Sequence[str | Path]) -> np.ndarray:
     planes = [read_plane(p) for p in paths]
     shapes = {p.shape for p in planes}
     if len(shapes) != 1:
-        raise FibroclassError(f"channels of one field differ in shape {sorted(shapes)}: {list(map(str, paths))}")
+        raise FibroclassError(
+            f"channels of one field differ in shape {sorted(shapes)}: {list(map(str, paths))}"
+        )
     return np.stack(planes)

@@ -1,0 +1,51 @@
+"""Registry of export formats, tried in order by `naming="auto"` (see `base` for the protocol).
+
+To add a format, implement `Format` and `register_format(MyFormat(), before="imagexpress")`;
+formats keyed on an index file (Harmony Index.xml, ImageXpress .HTD, LoadData CSV) should come first.
+"""
+
+from __future__ import annotations
+
+from fibroclass.errors import FibroclassError
+from fibroclass.io.formats.base import Format, ImageFile, NameFormat, Scan
+from fibroclass.io.formats.imagexpress import ImageXpress
+from fibroclass.io.formats.operetta import Operetta
+from fibroclass.io.formats.regex import RegexFormat
+
+FORMATS: dict[str, Format] = {}
+
+
+def register_format(fmt: Format, before: str | None = None) -> None:
+    """Add (or replace) a format; `before` puts it ahead of an existing one in auto-detection order."""
+    items = [(k, v) for k, v in FORMATS.items() if k != fmt.name]
+    pos = next((i for i, (k, _) in enumerate(items) if k == before), len(items))
+    items.insert(pos, (fmt.name, fmt))
+    FORMATS.clear()
+    FORMATS.update(items)
+
+
+def get_format(name: str) -> Format:
+    """The registered format called `name`."""
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise FibroclassError(
+            f"unknown naming {name!r} (known: auto, custom, {', '.join(FORMATS)})"
+        ) from None
+
+
+register_format(Operetta())
+register_format(ImageXpress())
+
+__all__ = [
+    "FORMATS",
+    "Format",
+    "ImageFile",
+    "ImageXpress",
+    "NameFormat",
+    "Operetta",
+    "RegexFormat",
+    "Scan",
+    "get_format",
+    "register_format",
+]
