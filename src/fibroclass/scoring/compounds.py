@@ -1,0 +1,73 @@
+"""Per-dose and per-compound summaries of treated wells (4PL fits and calls are filled in later steps)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fibroclass.schema import COMPOUND, CONC, RESCUE_PCT, VIABILITY_PCT
+from fibroclass.scoring.normalize import query_mask
+
+COMPOUND_COLUMNS = (
+    COMPOUND,
+    "n_doses",
+    "ec50_uM",
+    "ec50_ci_low_uM",
+    "ec50_ci_high_uM",
+    "emax_pct",
+    "hill",
+    "max_rescue_pct",
+    "min_viability_pct",
+    "call",
+)
+FIT_COLUMNS = ("ec50_uM", "ec50_ci_low_uM", "ec50_ci_high_uM", "emax_pct", "hill")
+DOSE_COLUMNS = (COMPOUND, CONC, "n_wells", RESCUE_PCT, "rescue_sd", VIABILITY_PCT)
+
+
+def dose_table(wells: pd.DataFrame, query: str, name: str = "compounds") -> pd.DataFrame:
+    """Mean (and SD) over replicate wells, all plates pooled, per compound × concentration of matching wells."""
+    wells = wells.reset_index(drop=True)
+    selected = wells.loc[query_mask(wells, query, name)] if len(wells) else wells
+    if selected.empty:
+        return pd.DataFrame(columns=list(DOSE_COLUMNS))
+    grouped = selected.groupby([COMPOUND, CONC], sort=True)
+    table = grouped.agg(
+        n_wells=(RESCUE_PCT, "size"),
+        rescue_pct=(RESCUE_PCT, "mean"),
+        rescue_sd=(RESCUE_PCT, "std"),
+        viability_pct=(VIABILITY_PCT, "mean"),
+    ).reset_index()
+    return table[list(DOSE_COLUMNS)]
+
+
+def compound_table(wells: pd.DataFrame, query: str) -> pd.DataFrame:
+    """One row per compound matched by `query` (non-vehicle treatments), DESIGN.md compounds.csv columns.
+
+    `max_rescue_pct` is the max over doses of the mean replicate rescue, `min_viability_pct` the min over
+    doses of the mean replicate viability; fit columns are NaN and `call` is `inconclusive` until the
+    dose-response and calls steps fill them.
+    """
+    doses = dose_table(wells.reset_index(drop=True), query)
+    rows = []
+    for compound, d in doses.groupby(COMPOUND, sort=True):
+        rows.append(
+            {
+                COMPOUND: compound,
+                "n_doses": int(d[CONC].nunique()),
+                **dict.fromkeys(FIT_COLUMNS, np.nan),
+                "max_rescue_pct": _nanmax(d[RESCUE_PCT]),
+                "min_viability_pct": _nanmin(d[VIABILITY_PCT]),
+                "call": "inconclusive",
+            }
+        )
+    return pd.DataFrame(rows, columns=list(COMPOUND_COLUMNS))
+
+
+def _nanmax(values: pd.Series) -> float:
+    v = values.to_numpy(float)
+    return float(np.nanmax(v)) if np.isfinite(v).any() else float("nan")
+
+
+def _nanmin(values: pd.Series) -> float:
+    v = values.to_numpy(float)
+    return float(np.nanmin(v)) if np.isfinite(v).any() else float("nan")
