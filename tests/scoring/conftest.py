@@ -60,11 +60,12 @@ def write_field(
     if np.isscalar(actin):
         actin = np.full(size, actin, dtype=np.uint16)
     paths = {}
-    for channel, img in (
-        ("actin", np.asarray(actin, np.uint16)),
-        ("nuclei", np.full(actin.shape, nuclei, np.uint16)),
-    ):
-        path = folder / f"{plate}_{well}_s{site}_{channel}.tif"
+    planes = (
+        ("actin", 1, np.asarray(actin, np.uint16)),
+        ("nuclei", 2, np.full(actin.shape, nuclei, np.uint16)),
+    )
+    for channel, w, img in planes:
+        path = folder / f"{plate}_{well}_s{site}_w{w}.tif"  # ImageXpress naming
         tifffile.imwrite(path, img)
         paths[path_col(channel)] = str(path)
     return paths
@@ -88,6 +89,22 @@ def make_index(folder: Path, wells: Iterable[dict], sites: int = 2, size=(40, 37
                 }
             )
     return pd.DataFrame(rows)
+
+
+def write_platemap(path: Path, wells: Iterable[dict]) -> Path:
+    """Plate-map CSV (DESIGN.md contract) for the same well dicts as `make_index`."""
+    rows = [
+        {
+            "plate": w["plate"],
+            "well": w["well"],
+            "role": w["role"],
+            "compound": w.get("compound", "DMSO"),
+            "concentration_uM": w.get("conc", 0.0),
+        }
+        for w in wells
+    ]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
 
 
 def screen_layout(plate: str, healthy: int, disease: int) -> list[dict]:
@@ -137,5 +154,6 @@ def kit() -> SimpleNamespace:
         expected_score=expected_score,
         write_field=write_field,
         make_index=make_index,
+        write_platemap=write_platemap,
         screen_layout=screen_layout,
     )

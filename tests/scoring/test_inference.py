@@ -65,7 +65,7 @@ def test_unreadable_fields_are_flagged_not_fatal(tmp_path, kit):
     data = open(truncated, "rb").read()
     open(truncated, "wb").write(data[: len(data) // 3])  # truncated TIFF on disk
     kit.write_field(tmp_path / "odd", "P1", "A02", 1, 20000, size=(30, 30))  # nuclei of another shape
-    index.loc[1, path_col("nuclei")] = str(tmp_path / "odd" / "P1_A02_s1_nuclei.tif")
+    index.loc[1, path_col("nuclei")] = str(tmp_path / "odd" / "P1_A02_s1_w2.tif")
     fields, emb = score_fields(index, kit.ToyClassifier(), batch_size=2, progress=False)
     assert fields[QC_PASS].tolist() == [False, False, True]
     assert fields[QC_REASON].iloc[0].startswith("unreadable: ") and truncated in fields[QC_REASON].iloc[0]

@@ -87,3 +87,19 @@ def test_plate_missing_a_control_is_flagged_and_others_still_score(tmp_path, kit
     qc = json.loads((tmp_path / "out" / "plate_qc.json").read_text())
     assert qc["plates"]["P2"]["z_prime"] is None and qc["z_prime_min"] == 0.5
     assert any("P2" in w for w in res.warnings)
+
+
+def test_score_discovers_plates_and_joins_platemap(tmp_path, kit):
+    from fibroclass.scoring.pipeline import score
+
+    layout = kit.screen_layout("P1", HEALTHY, DISEASE)
+    kit.make_index(tmp_path / "images", layout, sites=2)  # writes P1/P1_A01_s1_w1.tif ... (ImageXpress)
+    platemap = kit.write_platemap(tmp_path / "platemap.csv", layout)
+    res = score(
+        [tmp_path / "images"], platemap, kit.ToyClassifier(), tmp_path / "out", batch_size=7, progress=False
+    )
+    assert len(res.fields) == 2 * len(layout) and res.fields["qc_pass"].all()
+    assert res.plate_qc["P1"]["pass"]
+    np.testing.assert_allclose(res.reference_doses["rescue_pct"], [25, 50, 100], atol=0.1)
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["config"]["batch_size"] == 7 and run["platemap"].endswith("platemap.csv")

@@ -24,7 +24,9 @@ class ScoreConfig:
     """Everything `fibroclass score` needs besides the plates, the plate map and the model."""
 
     naming: str = "auto"
+    pattern: str | None = None
     channels: dict[str, str] = field(default_factory=_default_channels)
+    platemap_columns: dict[str, str] = field(default_factory=dict)
     controls: dict[str, str] = field(default_factory=_default_controls)
     reference: str = "role == 'reference'"
     compounds: str = "role in ['treatment', 'reference'] and concentration_uM > 0"
@@ -45,7 +47,8 @@ class ScoreConfig:
 
 # YAML section -> {yaml key: ScoreConfig attribute}; top-level scalars map to themselves.
 _SECTIONS = {
-    "discovery": {"naming": "naming", "channels": "channels"},
+    "discovery": {"naming": "naming", "pattern": "pattern", "channels": "channels"},
+    "platemap": {"columns": "platemap_columns"},
     "qc": {"z_prime_min": "z_prime_min"},
     "inference": {"batch_size": "batch_size", "num_workers": "num_workers", "device": "device"},
 }
@@ -76,7 +79,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "score config") -> Score
                 kwargs[name] = kind(kwargs[name])
             except (TypeError, ValueError) as exc:
                 raise FibroclassError(f"{source}: '{name}' must be a number, got {kwargs[name]!r}") from exc
-    for name in ("channels", "controls"):
+    for name in ("channels", "controls", "platemap_columns"):
+        if name in kwargs and kwargs[name] is None:
+            kwargs[name] = {}
         if name in kwargs and not isinstance(kwargs[name], dict):
             raise FibroclassError(f"{source}: '{name}' must be a mapping, got {kwargs[name]!r}")
     return ScoreConfig(**kwargs)

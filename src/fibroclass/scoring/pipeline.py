@@ -149,7 +149,14 @@ def score(
     overrides = {"batch_size": batch_size, "device": device, "num_workers": num_workers}
     cfg = ScoreConfig(**{**cfg.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
     model = load_model(model_uri, trust_pickle=trust_pickle)
-    result = build_index([Path(r) for r in roots], platemap, naming=cfg.naming)
+    result = build_index(
+        [Path(r) for r in roots],
+        platemap,
+        naming=cfg.naming,
+        channel_map=cfg.channels,
+        column_map=cfg.platemap_columns or None,
+        pattern=cfg.pattern,
+    )
     index = result.index
     run_info = {
         "model_uri": model_uri if isinstance(model_uri, str) else type(model_uri).__name__,
