@@ -76,4 +76,3 @@ def control_rows(plate: str | None, wells: list[str], donors: list[str]) -> list
         }
         rows.append(row)
     return rows
-

@@ -42,7 +42,9 @@ def test_reads_contract_columns_and_carries_extras(tmp_path: Path) -> None:
 
 
 def test_one_plate_map_without_plate_column(tmp_path: Path) -> None:
-    path = _csv(tmp_path, "A1,healthy,DMSO,0\nA2,disease,DMSO,0\n", header="well,role,compound,concentration_uM\n")
+    path = _csv(
+        tmp_path, "A1,healthy,DMSO,0\nA2,disease,DMSO,0\n", header="well,role,compound,concentration_uM\n"
+    )
     assert "plate" not in read_platemap(path).columns
     assert read_platemap(path, default_plate="PX")["plate"].tolist() == ["PX", "PX"]
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from fibroclass.errors import FibroclassError
-from fibroclass.io.wells import canonical_well, row_index, row_name, well_from_row_col, well_row_col, well_sort_key
+from fibroclass.io.wells import (
+    canonical_well,
+    row_index,
+    row_name,
+    well_from_row_col,
+    well_row_col,
+    well_sort_key,
+)
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,11 @@ from fibroclass.io.formats.base import ImageFile, NameFormat, plate_from_folder
 from fibroclass.io.wells import canonical_well
 
 _UUID = r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}"
-# Anchored on the `_{well}_s{site}_w{channel}` tail so plate names may contain underscores.
-# `_s{site}` is optional (single-site exports); the plate prefix too (then the folder names the plate).
+# The plate is the shortest prefix followed by a whole `_{well}_s{site}_w{channel}[UUID].tif` tail, so plate
+# names may contain underscores. `_s{site}` is optional (single-site exports, site 1), and so is the plate
+# prefix (then the folder names the plate).
 PATTERN = re.compile(
-    rf"(?:(?P<plate>.+)_)?(?P<well>[A-Z]{{1,2}}\d{{1,3}})(?:_s(?P<site>\d+))?_w(?P<channel>\d+)(?:{_UUID})?\.tiff?",
+    rf"(?:(?P<plate>.+?)_)?(?P<well>[A-Z]{{1,2}}\d{{1,3}})(?:_s(?P<site>\d+))?_w(?P<channel>\d+)(?:{_UUID})?\.tiff?",
     re.IGNORECASE,
 )
 
