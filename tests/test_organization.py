@@ -174,3 +174,24 @@ def test_bad_inputs_raise_fibroclass_error() -> None:
         org.field_organization(np.zeros((16, 16)), nuclei=np.zeros((8, 8)))
     with pytest.raises(FibroclassError, match="mask shape"):
         org.field_organization(np.zeros((16, 16)), mask=np.ones((8, 8), bool))
+
+
+def test_nuclei_shape_matches_skimage_regionprops() -> None:
+    """The vectorized moments agree with scikit-image's regionprops on random blobs."""
+    from scipy import ndimage as ndi
+    from skimage.filters import threshold_otsu
+    from skimage.measure import label, regionprops
+
+    rng = np.random.default_rng(5)
+    nuc = ndi.gaussian_filter((rng.random((256, 256)) > 0.998).astype(float), 3.0)
+    nuc = ndi.gaussian_filter(nuc + ndi.shift(nuc, (2, 5)), 1.0)
+    stats = org.nuclei_stats(nuc, min_area=20)
+    smooth = ndi.gaussian_filter(nuc, 1.0)
+    props = [p for p in regionprops(label(smooth > threshold_otsu(smooth))) if p.area >= 20]
+    assert stats[org.ORG_NUCLEI_COUNT] == len(props) > 10
+    assert stats[org.ORG_NUCLEI_AREA] == pytest.approx(np.mean([p.area for p in props]))
+    assert stats[org.ORG_NUCLEI_ECC] == pytest.approx(np.mean([p.eccentricity for p in props]), rel=1e-6)
+    aspect = np.mean([p.axis_major_length / p.axis_minor_length for p in props])
+    assert stats[org.ORG_NUCLEI_ASPECT] == pytest.approx(aspect, rel=1e-6)
+    theta = np.array([p.orientation for p in props]) + np.pi / 2
+    assert stats[org.ORG_NUCLEI_ORDER] == pytest.approx(np.abs(np.mean(np.exp(2j * theta))), abs=1e-9)
