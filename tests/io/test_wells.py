@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from fibroclass.errors import FibroclassError
@@ -63,3 +66,11 @@ def test_row_col() -> None:
 def test_sort_key_orders_rows_then_columns_with_1536_rows_last() -> None:
     wells = ["AA01", "B01", "A10", "Z02", "A02"]
     assert sorted(wells, key=well_sort_key) == ["A02", "A10", "B01", "Z02", "AA01"]
+
+
+def test_io_does_not_import_torch() -> None:
+    code = (
+        "import sys; import fibroclass.io.index, fibroclass.io.images, fibroclass.io.platemap; "
+        "sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
