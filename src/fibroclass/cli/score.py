@@ -29,8 +29,8 @@ def print_summary(result) -> None:  # noqa: ANN001 - ScoreResult, imported lazil
             plate,
             _fmt(q["z_prime"], ".2f"),
             _fmt(q["ssmd"], ".1f"),
-            f"{_fmt(q['healthy_mean'], '.2f')} (n={q['n_healthy']})",
-            f"{_fmt(q['disease_mean'], '.2f')} (n={q['n_disease']})",
+            f"{_fmt(q['healthy_mean'], '.3g')} (n={q['n_healthy']})",
+            f"{_fmt(q['disease_mean'], '.3g')} (n={q['n_disease']})",
             f"{q['n_fields_flagged']}/{q['n_fields']}",
             verdict,
         )

@@ -65,6 +65,19 @@ def _keep_item(item: tuple[int, torch.Tensor | None, str]) -> tuple[int, torch.T
     return item
 
 
+def embed_and_logits(model: TileModel, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings and logits of a batch with one backbone pass when the model is `head(embed(x))`.
+
+    `FibroClassifier.forward` is exactly `head(embed(x))`, so its `head` is applied to the embedding
+    instead of running the backbone twice; other models are called twice.
+    """
+    emb = model.embed(x)
+    head = getattr(model, "head", None)
+    if isinstance(head, torch.nn.Module):
+        return emb, head(emb).squeeze(-1)
+    return emb, model(x)
+
+
 def resolve_device(device: str) -> torch.device:
     """`auto` → cuda when available, else cpu; an unavailable cuda request is a user error."""
     if device == "auto":
@@ -152,9 +165,9 @@ def score_fields(
         buf, owners = ([x_all[take:]], [own_all[take:]]) if take < len(own_all) else ([], [])
         buffered -= take
         with torch.inference_mode():
-            xd = x.to(dev, non_blocking=True)
-            emb = module.embed(xd).float().reshape(take, -1).cpu().numpy()
-            logits = module(xd).float().reshape(take).cpu().numpy()
+            emb_t, logit_t = embed_and_logits(module, x.to(dev, non_blocking=True))
+            emb = emb_t.float().reshape(take, -1).cpu().numpy()
+            logits = logit_t.float().reshape(take).cpu().numpy()
         if emb_sum is None:
             emb_sum = np.zeros((n, emb.shape[1]), dtype=np.float64)
         np.add.at(logit_sum, own, logits)
