@@ -200,3 +200,15 @@ def test_formats_are_pluggable(tmp_path: Path) -> None:
         FORMATS.pop("cellomics_test")
     assert res.fields[["Metadata_Plate", "Metadata_Well"]].values.tolist() == [["MFG", "B02"]]
     assert res.formats == {str(tmp_path): "cellomics_test"}
+
+
+def test_symlinked_files_keep_their_export_names(tmp_path: Path) -> None:
+    store = tmp_path / ".store"
+    for ch in (1, 2):
+        blob = write_tif(store / f"SHA256E-{ch}abc.tif")
+        link = tmp_path / "P1" / f"P1_A01_s1_w{ch}.tif"
+        link.parent.mkdir(exist_ok=True)
+        link.symlink_to(blob)
+    df = discover_fields(tmp_path / "P1").fields
+    assert Path(df["path_actin"][0]).name == "P1_A01_s1_w1.tif"
+    assert read_field([df["path_actin"][0], df["path_nuclei"][0]]).shape == (2, 6, 8)

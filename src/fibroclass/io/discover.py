@@ -150,6 +150,7 @@ def discover_fields(
     result = DiscoveryResult(fields=pd.DataFrame())
     files: list[ImageFile] = []
     for root in map(Path, roots):
+        root = Path(os.path.abspath(root))
         if not root.is_dir():
             raise FibroclassError(f"image folder {root} does not exist or is not a folder")
         files.extend(_scan_root(root, naming, custom, result))

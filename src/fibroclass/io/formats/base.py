@@ -28,7 +28,7 @@ class ImageFile:
     well: str  # canonical, e.g. "B02"
     site: int
     channel: str  # raw lower-case token, e.g. "w1" (ImageXpress) or "ch1" (Operetta)
-    path: str  # absolute
+    path: str  # absolute (symlinks not resolved)
     plane: int = 1
     timepoint: int = 1
 
@@ -73,7 +73,7 @@ def image_names(folder: Path) -> list[str]:
 
 def plate_from_folder(folder: Path) -> str:
     """Plate name of a folder of images: its name, or its parent's for Harmony-style `Images/` folders."""
-    folder = folder.resolve()
+    folder = Path(os.path.abspath(folder))
     if folder.name.lower() == "images" and folder.parent.name:
         return folder.parent.name
     return folder.name
@@ -90,7 +90,7 @@ class NameFormat:
     """A format where each file name alone gives plate (optional), well, site and channel.
 
     Subclasses set `name` and implement `parse(filename, folder) -> ImageFile | None` (None, or a
-    FibroclassError such as an invalid well, for names it cannot parse).
+    FibroclassError such as an invalid well, for names it cannot parse); `folder` is absolute in `scan`.
     """
 
     name = "names"
@@ -109,6 +109,7 @@ class NameFormat:
         return any(self._try_parse(n, folder) is not None for n in image_names(folder))
 
     def scan(self, folder: Path) -> Scan:
+        folder = Path(os.path.abspath(folder))  # absolute, but symlinks kept as the user sees them
         scan = Scan()
         unparsed: list[str] = []
         for filename in image_names(folder):

@@ -32,5 +32,5 @@ class ImageXpress(NameFormat):
             well=canonical_well(m["well"]),
             site=int(m["site"] or 1),
             channel=f"w{int(m['channel'])}",
-            path=str((folder / filename).resolve()),
+            path=str(folder / filename),
         )

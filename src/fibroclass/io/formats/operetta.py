@@ -32,7 +32,7 @@ class Operetta(NameFormat):
             well=well_from_row_col(int(m["row"]), int(m["col"])),
             site=int(m["site"]),
             channel=f"ch{int(m['channel'])}",
-            path=str((folder / filename).resolve()),
+            path=str(folder / filename),
             plane=int(m["plane"]),
             timepoint=int(m["timepoint"]),
         )

@@ -46,5 +46,5 @@ class RegexFormat(NameFormat):
             well=well,
             site=int(groups.get("site") or 1),
             channel=groups["channel"].lower(),
-            path=str((folder / filename).resolve()),
+            path=str(folder / filename),
         )
