@@ -150,8 +150,6 @@ def score_fields(
         shuffle=False,
         num_workers=num_workers,
         collate_fn=_keep_item,
-        pin_memory=dev.type == "cuda",
-        persistent_workers=False,
     )
     buf: list[torch.Tensor] = []
     owners: list[np.ndarray] = []
@@ -165,16 +163,16 @@ def score_fields(
         buf, owners = ([x_all[take:]], [own_all[take:]]) if take < len(own_all) else ([], [])
         buffered -= take
         with torch.inference_mode():
-            emb_t, logit_t = embed_and_logits(module, x.to(dev, non_blocking=True))
+            emb_t, logit_t = embed_and_logits(module, x.to(dev))
             emb = emb_t.float().reshape(take, -1).cpu().numpy()
             logits = logit_t.float().reshape(take).cpu().numpy()
         if emb_sum is None:
             emb_sum = np.zeros((n, emb.shape[1]), dtype=np.float64)
         np.add.at(logit_sum, own, logits)
         np.add.at(emb_sum, own, emb)
-        done_before = int((tiles_left == 0).sum())
         np.subtract.at(tiles_left, own, 1)
-        bar.advance(task, int((tiles_left == 0).sum()) - done_before)
+        touched = np.unique(own)
+        bar.advance(task, int((tiles_left[touched] == 0).sum()))  # fields whose last tile was in this batch
 
     n_tiles = np.zeros(n, dtype=np.int64)
     with _progress(progress) as bar:

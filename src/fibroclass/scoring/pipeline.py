@@ -80,7 +80,7 @@ def score_index(
         raise FibroclassError(f"field index lacks key column(s) {missing}")
     if index.empty:
         raise FibroclassError("field index is empty: no fields to score")
-    index = index.sort_values(list(FIELD_KEYS), kind="stable").reset_index(drop=True)
+    index = index.reset_index(drop=True)  # row order kept: io.index sorts by plate, well (plate order), site
 
     fields, field_emb = score_fields(
         index, model, cfg.batch_size, cfg.device, progress=progress, num_workers=cfg.num_workers
