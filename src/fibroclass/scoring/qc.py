@@ -1,0 +1,239 @@
+"""Field quality control: per-field image metrics, then flags judged against each plate's own fields.
+
+`field_qc_metrics` measures one (C, H, W) field in [0, 1]; `flag_fields` turns a table of those metrics
+into `qc_pass` / `qc_reason`. Reasons (`;`-joined when several apply):
+
+- `nonfinite`: NaN/inf pixels above `nonfinite_max_frac`.
+- `empty`: (almost) no cells — actin foreground below an absolute floor *and* below a fraction of the
+  plate's median, and no nuclei. `no_cells` instead when most fields of the same well are empty: a dead
+  or unseeded well is biology (it still counts for viability, see `counts_for_viability`), not an artefact.
+- `blur`: sharpness far below the plate's own distribution (robust z on log sharpness, median/MAD over
+  the plate's non-empty fields, with a floor on the spread) or below an absolute floor.
+- `debris`: bright compact blobs (several times brighter than the field's cells) over `debris_max_frac`.
+- `saturated`: saturated pixels over `saturated_max_frac`.
+
+Sharpness is the ratio of fine-band (Gaussian σ 1–2 px) to coarse-band (σ 2–4 px) energy of the actin
+channel with the white-noise contribution removed, so it depends little on brightness, noise level or
+cell shape, and drops several-fold when a field is out of focus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from fibroclass.data.preprocess import downsample
+from fibroclass.errors import FibroclassError
+from fibroclass.schema import CHANNELS, NUCLEI_COUNT, WELL
+from fibroclass.scoring.nuclei import local_background, noise_sigma
+
+# Metric columns written by `field_qc_metrics` (kept in fields.parquet).
+SHARPNESS = "qc_sharpness"
+FG_FRAC = "qc_fg_frac"
+NUCLEI_FG_FRAC = "qc_nuclei_fg_frac"
+DEBRIS_FRAC = "qc_debris_frac"
+SATURATED_FRAC = "qc_saturated_frac"
+NONFINITE_FRAC = "qc_nonfinite_frac"
+METRIC_COLUMNS = (SHARPNESS, FG_FRAC, NUCLEI_FG_FRAC, DEBRIS_FRAC, SATURATED_FRAC, NONFINITE_FRAC)
+
+REASON_NONFINITE = "nonfinite"
+REASON_EMPTY = "empty"
+REASON_NO_CELLS = "no_cells"
+REASON_BLUR = "blur"
+REASON_DEBRIS = "debris"
+REASON_SATURATED = "saturated"
+
+
+@dataclass(frozen=True)
+class FieldQCParams:
+    """Thresholds of the `field_qc` section of `configs/score/readout.yaml` (documented there)."""
+
+    sharpness_channel: str = "actin"
+    sharpness_max_side: int = 512
+    fg_smooth_sigma: float = 2.0
+    fg_background_px: int = 64
+    fg_min_snr: float = 5.0
+    saturation_level: float = 0.995
+    debris_factor: float = 4.0
+    debris_min_radius_px: int = 3
+    debris_min_area_px: int = 30
+    blur_robust_z: float = 3.5
+    blur_min_log_spread: float = 0.15
+    blur_abs_floor: float = 0.03
+    min_fields_for_plate_stats: int = 8
+    empty_fg_frac: float = 0.01
+    empty_rel_fg_frac: float = 0.05
+    empty_max_nuclei: int = 0
+    empty_nuclei_fg_frac: float = 0.001
+    no_cells_well_frac: float = 0.5
+    debris_max_frac: float = 0.002
+    saturated_max_frac: float = 0.001
+    nonfinite_max_frac: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> FieldQCParams:
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise FibroclassError(f"unknown key(s) {sorted(unknown)} in config section 'field_qc'")
+        return cls(**d)
+
+
+def _params(config: FieldQCParams | dict | None) -> FieldQCParams:
+    return config if isinstance(config, FieldQCParams) else FieldQCParams.from_dict(config)
+
+
+def sharpness(plane: np.ndarray, sigma_noise: float | None = None) -> float:
+    """Noise-corrected fine/coarse band energy ratio (≈1 sharp, ≪1 blurred); NaN without structure."""
+    plane = np.asarray(plane, dtype=np.float32)
+    sn2 = (noise_sigma(plane) if sigma_noise is None else sigma_noise) ** 2
+    g1, g2, g4 = (ndi.gaussian_filter(plane, s) for s in (1.0, 2.0, 4.0))
+    # Variance of white noise (variance sn2) in each band: sn2/(2π)·Σ ±1/(a²+b²) over the Gaussian pairs.
+    fine = float(np.var(g1 - g2)) - sn2 / (2 * np.pi) * (1 / 2 + 1 / 8 - 2 / 5)
+    coarse = float(np.var(g2 - g4)) - sn2 / (2 * np.pi) * (1 / 8 + 1 / 32 - 2 / 20)
+    if coarse <= 1e-12:
+        return float("nan")
+    return max(fine, 0.0) / coarse
+
+
+def foreground(
+    plane: np.ndarray, p: FieldQCParams, sigma_noise: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(background-subtracted smoothed plane, foreground mask) with a noise-based threshold."""
+    sn = noise_sigma(plane) if sigma_noise is None else sigma_noise
+    smooth = ndi.gaussian_filter(plane, p.fg_smooth_sigma)
+    fg = smooth - local_background(smooth, p.fg_background_px, q=5.0)
+    lo, med = np.percentile(fg, [15.87, 50.0])
+    spread = max(float(med - lo), sn / (2 * np.sqrt(np.pi) * p.fg_smooth_sigma), 1e-6)
+    return fg, fg > med + p.fg_min_snr * spread
+
+
+def debris_mask(fg: np.ndarray, mask: np.ndarray, p: FieldQCParams) -> np.ndarray:
+    """Compact blobs much brighter than the field's typical foreground (thin bright fibres are opened away)."""
+    if not mask.any():
+        return np.zeros_like(mask)
+    typical = float(np.median(fg[mask]))
+    bright = mask & (fg > p.debris_factor * max(typical, 1e-6))
+    if not bright.any():
+        return bright
+    bright = ndi.binary_opening(bright, structure=_disk(p.debris_min_radius_px))
+    labels, _ = ndi.label(bright)
+    areas = np.bincount(labels.ravel())
+    keep = areas >= p.debris_min_area_px
+    keep[0] = False
+    return keep[labels]
+
+
+def _disk(radius: int) -> np.ndarray:
+    r = max(int(radius), 1)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    return xx**2 + yy**2 <= r**2
+
+
+def field_qc_metrics(
+    img: np.ndarray, channels: Sequence[str] = CHANNELS, config: FieldQCParams | dict | None = None
+) -> dict[str, float]:
+    """QC metrics of one (C, H, W) field in [0, 1]; `channels` names the planes (needs the actin one)."""
+    p = _params(config)
+    img = np.asarray(img, dtype=np.float32)
+    if img.ndim != 3 or img.shape[0] != len(channels):
+        raise FibroclassError(f"field has shape {img.shape}, expected ({len(channels)}, H, W) for {channels}")
+    if p.sharpness_channel not in channels:
+        raise FibroclassError(f"QC channel '{p.sharpness_channel}' not among field channels {list(channels)}")
+    finite = np.isfinite(img)
+    nonfinite = float(1.0 - finite.mean())
+    img = np.where(finite, img, 0.0).astype(np.float32)
+    saturated = float((img >= p.saturation_level).any(axis=0).mean())
+    factor = int(np.ceil(max(img.shape[1:]) / p.sharpness_max_side))
+    small = downsample(img, factor) if factor > 1 else img
+    debris = np.zeros(small.shape[1:], dtype=bool)
+    fg_fracs = {}
+    noise = {}
+    for name, plane in zip(channels, small, strict=True):
+        noise[name] = noise_sigma(plane)
+        fg, mask = foreground(plane, p, noise[name])
+        fg_fracs[name] = float(mask.mean())
+        debris |= debris_mask(fg, mask, p)
+    actin = small[list(channels).index(p.sharpness_channel)]
+    return {
+        SHARPNESS: sharpness(actin, noise[p.sharpness_channel]),
+        FG_FRAC: fg_fracs[p.sharpness_channel],
+        NUCLEI_FG_FRAC: fg_fracs.get("nuclei", float("nan")),
+        DEBRIS_FRAC: float(debris.mean()),
+        SATURATED_FRAC: saturated,
+        NONFINITE_FRAC: nonfinite,
+    }
+
+
+def robust_z(x: pd.Series, min_spread: float = 0.0) -> pd.Series:
+    """(x − median) / max(1.4826·MAD, min_spread), ignoring NaN."""
+    med = x.median()
+    mad = 1.4826 * (x - med).abs().median()
+    return (x - med) / max(float(mad) if np.isfinite(mad) else 0.0, min_spread, 1e-12)
+
+
+def flag_fields(
+    metrics_df: pd.DataFrame,
+    config: FieldQCParams | dict | None = None,
+    plate_col: str = "Metadata_Plate",
+    well_col: str | None = WELL,
+) -> tuple[pd.Series, pd.Series]:
+    """(`qc_pass`, `qc_reason`) per row of a metrics table (`field_qc_metrics` columns + plate column).
+
+    Blur and emptiness are judged against the plate's own fields; `nuclei_count` is used when present;
+    `well_col` (when present) turns wells whose fields are mostly empty into `no_cells`.
+    """
+    p = _params(config)
+    missing = [c for c in (*METRIC_COLUMNS, plate_col) if c not in metrics_df]
+    if missing:
+        raise FibroclassError(f"field QC table lacks column(s) {missing}")
+    df = metrics_df
+    reasons = pd.DataFrame(False, index=df.index, columns=[])
+    reasons[REASON_NONFINITE] = df[NONFINITE_FRAC] > p.nonfinite_max_frac
+
+    plates = df[plate_col].astype(str)
+    fg = df[FG_FRAC].astype(float)
+    plate_fg = fg.groupby(plates).transform("median")
+    if NUCLEI_COUNT in df:
+        no_nuclei = df[NUCLEI_COUNT].fillna(0) <= p.empty_max_nuclei
+    else:
+        no_nuclei = df[NUCLEI_FG_FRAC].fillna(0) < p.empty_nuclei_fg_frac
+    low_fg = (fg < p.empty_fg_frac) | (fg < p.empty_rel_fg_frac * plate_fg)
+    empty = low_fg & no_nuclei & ~reasons[REASON_NONFINITE]
+    no_cells = pd.Series(False, index=df.index)
+    if well_col and well_col in df:
+        well_empty_frac = empty.astype(float).groupby([plates, df[well_col].astype(str)]).transform("mean")
+        no_cells = empty & (well_empty_frac >= p.no_cells_well_frac)
+    reasons[REASON_EMPTY] = empty & ~no_cells
+    reasons[REASON_NO_CELLS] = no_cells
+
+    log_sharp = np.log(df[SHARPNESS].astype(float).clip(lower=1e-6))
+    judged = ~empty & ~reasons[REASON_NONFINITE] & np.isfinite(log_sharp)
+    blur = pd.Series(False, index=df.index)
+    for _, idx in judged.groupby(plates).groups.items():
+        sel = idx[judged.loc[idx].to_numpy()]
+        if len(sel) >= p.min_fields_for_plate_stats:
+            z = robust_z(log_sharp.loc[sel], p.blur_min_log_spread)
+            blur.loc[sel] = z < -p.blur_robust_z
+    sharp = df[SHARPNESS].astype(float)
+    blur |= judged & (sharp < p.blur_abs_floor)
+    reasons[REASON_BLUR] = blur
+    reasons[REASON_DEBRIS] = df[DEBRIS_FRAC] > p.debris_max_frac
+    reasons[REASON_SATURATED] = df[SATURATED_FRAC] > p.saturated_max_frac
+
+    joined = np.full(len(df), "", dtype=object)
+    for name in reasons.columns:
+        hit = reasons[name].to_numpy(dtype=bool)
+        joined[hit] = [f"{j};{name}" if j else name for j in joined[hit]]
+    qc_reason = pd.Series(joined, index=df.index, dtype=str)
+    return (qc_reason == "").rename("qc_pass"), qc_reason.rename("qc_reason")
+
+
+def counts_for_viability(qc_reason: pd.Series) -> pd.Series:
+    """Fields whose nuclei count is valid for viability: clean fields and `no_cells` (a dead well is 0)."""
+    tokens = qc_reason.fillna("").str.split(";")
+    return tokens.apply(lambda t: all(x in ("", REASON_NO_CELLS) for x in t))
