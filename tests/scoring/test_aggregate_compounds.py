@@ -24,7 +24,7 @@ from fibroclass.schema import (
     WELL,
 )
 from fibroclass.scoring.aggregate import aggregate_wells
-from fibroclass.scoring.compounds import COMPOUND_COLUMNS, compound_table, dose_table
+from fibroclass.scoring.compounds import COMPOUND_COLUMNS, compound_table, dose_table, reference_dose_table
 from fibroclass.scoring.flags import flag_wells
 
 
@@ -105,3 +105,12 @@ def test_reference_dose_table():
     assert doses[RESCUE_PCT].tolist() == [30.0, 80.0] and doses["n_wells"].tolist() == [2, 2]
     assert doses["rescue_sd"].iloc[0] == pytest.approx(np.sqrt(200))
     assert dose_table(_screen_wells(), "role == 'nothing'").empty
+
+
+def test_reference_dose_table_pools_reference_and_treatment_wells_of_that_drug():
+    wells = _screen_wells()
+    wells.loc[len(wells)] = ["treatment", "rux", 10.0, 100.0, 50.0, "P2"]  # treatment series of the drug
+    doses = reference_dose_table(wells, "role == 'reference'", "role == 'treatment' and concentration_uM > 0")
+    assert doses[CONC].tolist() == [0.1, 1.0, 10.0] and set(doses[COMPOUND]) == {"rux"}
+    assert doses[RESCUE_PCT].tolist() == [30.0, 80.0, 100.0]
+    assert reference_dose_table(wells, "role == 'none'", "role == 'treatment'").empty

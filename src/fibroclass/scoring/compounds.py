@@ -24,10 +24,8 @@ FIT_COLUMNS = ("ec50_uM", "ec50_ci_low_uM", "ec50_ci_high_uM", "emax_pct", "hill
 DOSE_COLUMNS = (COMPOUND, CONC, "n_wells", RESCUE_PCT, "rescue_sd", VIABILITY_PCT)
 
 
-def dose_table(wells: pd.DataFrame, query: str, name: str = "compounds") -> pd.DataFrame:
-    """Mean (and SD) over replicate wells, all plates pooled, per compound × concentration of matching wells."""
-    wells = wells.reset_index(drop=True)
-    selected = wells.loc[query_mask(wells, query, name)] if len(wells) else wells
+def per_dose(selected: pd.DataFrame) -> pd.DataFrame:
+    """Mean (and SD) of rescue/viability over replicate wells, all plates pooled, per compound × concentration."""
     if selected.empty:
         return pd.DataFrame(columns=list(DOSE_COLUMNS))
     grouped = selected.groupby([COMPOUND, CONC], sort=True)
@@ -38,6 +36,24 @@ def dose_table(wells: pd.DataFrame, query: str, name: str = "compounds") -> pd.D
         viability_pct=(VIABILITY_PCT, "mean"),
     ).reset_index()
     return table[list(DOSE_COLUMNS)]
+
+
+def dose_table(wells: pd.DataFrame, query: str, name: str = "compounds") -> pd.DataFrame:
+    """`per_dose` of the wells matching `query`."""
+    wells = wells.reset_index(drop=True)
+    return per_dose(wells.loc[query_mask(wells, query, name)] if len(wells) else wells)
+
+
+def reference_dose_table(wells: pd.DataFrame, reference: str, compounds: str) -> pd.DataFrame:
+    """Rescue by dose of the reference compound(s): every well matching `reference` or `compounds` whose
+    compound is named by a `reference` well (e.g. a single-dose reference plus a treatment dose series)."""
+    wells = wells.reset_index(drop=True)
+    if wells.empty:
+        return per_dose(wells)
+    is_ref = query_mask(wells, reference, "reference")
+    treated = is_ref | query_mask(wells, compounds, "compounds")
+    same_drug = wells[COMPOUND].isin(set(wells.loc[is_ref, COMPOUND])).to_numpy()
+    return per_dose(wells.loc[treated & same_drug])
 
 
 def compound_table(wells: pd.DataFrame, query: str) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from fibroclass import __version__
 from fibroclass.errors import FibroclassError
 from fibroclass.schema import FIELD_KEYS
 from fibroclass.scoring.aggregate import aggregate_wells
-from fibroclass.scoring.compounds import compound_table, dose_table
+from fibroclass.scoring.compounds import compound_table, reference_dose_table
 from fibroclass.scoring.config import ScoreConfig, load_score_config
 from fibroclass.scoring.flags import flag_wells
 from fibroclass.scoring.inference import TileModel, score_fields
@@ -94,7 +94,7 @@ def score_index(
     wells = flag_wells(wells, qc)
     compounds = compound_table(wells, cfg.compounds)
     # Hook: 4PL fits (doseresponse.py) and calls (calls.py) fill the fit columns and `call` here.
-    reference = dose_table(wells, cfg.reference, "reference")
+    reference = reference_dose_table(wells, cfg.reference, cfg.compounds)
 
     warnings = [f"plate {p}: {r}" for p, q in qc.items() for r in q["reasons"]]
     n_bad = int((~fields["qc_pass"]).sum())
