@@ -41,7 +41,7 @@ def make_model(model: str = "logreg", seed: int = 0) -> Pipeline:
     if model == "logreg":
         clf = LogisticRegression(C=1.0, max_iter=2000)
     elif model == "rf":
-        clf = RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=1)
+        clf = RandomForestClassifier(n_estimators=100, min_samples_leaf=2, random_state=seed, n_jobs=1)
     else:
         raise FibroclassError(f"unknown baseline model {model!r}; choose one of {list(MODELS)}")
     return make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), clf)
