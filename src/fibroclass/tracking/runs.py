@@ -1,0 +1,62 @@
+"""One MLflow run per fit: the Lightning logger and helpers adding texts, folders and tags to a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.pytorch.loggers import MLFlowLogger
+from mlflow.tracking import MlflowClient
+
+from fibroclass.tracking.store import DEFAULT_EXPERIMENT, ensure_experiment, resolve_tracking_uri
+
+
+def make_logger(
+    experiment: str = DEFAULT_EXPERIMENT,
+    tracking_uri: str | None = None,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    log_checkpoints: bool = True,
+    create_experiment: bool = True,
+) -> MLFlowLogger:
+    """An MLFlowLogger on the resolved store; the experiment is created with fibroclass's artifact location.
+
+    `log_checkpoints` uploads the ModelCheckpoint's best checkpoint to the run when training ends.
+    Pass `create_experiment=False` on non-zero ranks (the logger never writes there).
+    """
+    uri = resolve_tracking_uri(tracking_uri)
+    if create_experiment:
+        ensure_experiment(experiment, uri)
+    return MLFlowLogger(
+        experiment_name=experiment,
+        run_name=run_name,
+        tracking_uri=uri,
+        tags=tags,
+        log_model=log_checkpoints,
+    )
+
+
+def log_text(run_id: str, text: str, artifact_file: str) -> None:
+    """Store `text` as `artifact_file` in the run."""
+    MlflowClient().log_text(run_id, text, artifact_file)
+
+
+def log_dict(run_id: str, data: dict, artifact_file: str) -> None:
+    """Store `data` as JSON/YAML `artifact_file` in the run."""
+    MlflowClient().log_dict(run_id, data, artifact_file)
+
+
+def log_folder(run_id: str, folder: str | Path, artifact_path: str) -> None:
+    """Copy every file of `folder` under `artifact_path` in the run."""
+    MlflowClient().log_artifacts(run_id, str(folder), artifact_path)
+
+
+def set_tags(run_id: str, tags: dict[str, str]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, str(value))
+
+
+def log_metrics(run_id: str, metrics: dict[str, float]) -> None:
+    client = MlflowClient()
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, float(value))
