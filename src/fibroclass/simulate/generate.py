@@ -104,6 +104,9 @@ def _write_all(
         rows.append([job.plan.plate, job.plan.spec.well, job.site, artefact, field.n_cells, round(vig, 4)])
         if progress is not None:
             progress(done, len(jobs))
+    finish = getattr(writer, "finish", None)  # layouts with an index file (Harmony, HTD, LoadData, OME-Zarr)
+    if finish is not None:
+        finish(images_dir)
     paths = (out / "platemap.csv", out / "ground_truth_wells.csv", out / "ground_truth_fields.csv")
     pl.platemap_frame(plans).to_csv(paths[0], index=False)
     pl.well_truth_frame(plans).to_csv(paths[1], index=False)
