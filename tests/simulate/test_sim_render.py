@@ -75,7 +75,11 @@ def test_offtarget_adds_actin_puncta_without_changing_alignment():
             off = render(seed, size=256, severity=severity, offtarget=1.0)[0]
             assert blobness(off) > 1.3 * blobness(plain)
         # Still aligned healthy-shaped cells: not a move along the healthy -> GoF axis.
-        assert coherency(render(seed, size=256, severity=0.0, offtarget=1.0)[0]) > 0.4
+        off_actin, off_nuclei, _ = render(seed, size=256, severity=0.0, offtarget=1.0)
+        assert coherency(off_actin) > 0.4
+        # Fragmented nuclei: more, smaller nuclear objects for the same cells.
+        plain_nuclei = render(seed, size=256, severity=0.0)[1]
+        assert len(nuclei_regions(off_nuclei)) > 1.3 * len(nuclei_regions(plain_nuclei))
 
 
 def test_blur_field_loses_sharpness():
