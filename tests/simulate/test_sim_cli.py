@@ -31,12 +31,23 @@ def test_screen_command_with_operetta_names_and_progress_bar(tmp_path, capsys, m
     assert "96/96" in captured.err and "ground_truth_compounds.csv" in captured.out
 
 
+def test_artefact_rates_and_vignetting_options(tmp_path):
+    out = tmp_path / "s"
+    argv = ["simulate", "train", "--out", str(out), "--size", "32", "--fields", "2", "--plates", "1"]
+    assert main([*argv, "--artefacts", "0,0,1", "--vignetting", "0.5", "--no-progress"]) == 0
+    fields = pd.read_csv(out / "ground_truth_fields.csv")
+    assert set(fields.artefact) == {"debris"}
+    assert fields.vignetting.between(0.3, 0.7).all() and fields.vignetting.mean() > 0.35
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["simulate", "screen", "--format", "100"], "plate format must be 96 or 384"),
         (["simulate", "train", "--naming", "cellomics"], "unknown naming 'cellomics'"),
         (["simulate", "train", "--size", "8"], "size must be >= 16"),
+        (["simulate", "train", "--artefacts", "0.5,0.2"], "must be three rates"),
+        (["simulate", "screen", "--artefacts", "0.7,0.7,0"], "sum to <= 1"),
     ],
 )
 def test_user_mistakes_exit_1_with_one_line(tmp_path, capsys, argv, message):

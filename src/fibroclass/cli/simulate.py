@@ -12,9 +12,37 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fibroclass.simulate import SimulatedPlates, simulate_screen, simulate_training_set
+from fibroclass.errors import FibroclassError
+from fibroclass.simulate import (
+    SCREEN_ARTEFACTS,
+    TRAINING_ARTEFACTS,
+    ArtefactRates,
+    SimulatedPlates,
+    simulate_screen,
+    simulate_training_set,
+)
 
 NAMING_HELP = "File naming: imagexpress ({plate}_{well}_s{site}_w{ch}.tif) or operetta (rXXcYYfZZp01-chN...)."
+
+
+ARTEFACTS_HELP = "Artefact field rates BLUR,EMPTY,DEBRIS (default {})."
+
+
+def parse_rates(text: str | None, default: ArtefactRates) -> ArtefactRates:
+    """`"0.04,0.03,0.03"` -> ArtefactRates(blur=0.04, empty=0.03, debris=0.03); None -> default."""
+    if text is None:
+        return default
+    try:
+        blur, empty, debris = (float(v) for v in text.split(","))
+    except ValueError:
+        raise FibroclassError(
+            f"--artefacts {text!r} must be three rates BLUR,EMPTY,DEBRIS, e.g. 0.04,0.03,0.03"
+        ) from None
+    return ArtefactRates(blur=blur, empty=empty, debris=debris)
+
+
+def _rates_text(r: ArtefactRates) -> str:
+    return f"{r.blur:g},{r.empty:g},{r.debris:g}"
 
 
 @contextmanager
@@ -65,6 +93,12 @@ def register(app: typer.Typer) -> None:
         wells_per_donor: int = typer.Option(
             3, "--wells-per-donor", help="Vehicle wells per donor and plate."
         ),
+        artefacts: str | None = typer.Option(
+            None, "--artefacts", help=ARTEFACTS_HELP.format(_rates_text(TRAINING_ARTEFACTS))
+        ),
+        vignetting: float = typer.Option(
+            0.15, "--vignetting", help="Illumination fall-off at the corners (0-1)."
+        ),
         workers: int = typer.Option(1, "--workers", help="Rendering processes."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     ) -> None:
@@ -82,6 +116,8 @@ def register(app: typer.Typer) -> None:
                 n_plates=plates,
                 donors_per_class=donors,
                 wells_per_donor=wells_per_donor,
+                artefacts=parse_rates(artefacts, TRAINING_ARTEFACTS),
+                vignetting=vignetting,
                 workers=workers,
                 progress=update,
             )
@@ -96,6 +132,12 @@ def register(app: typer.Typer) -> None:
         plate_format: int = typer.Option(96, "--format", help="Plate format: 96 or 384 wells."),
         naming: str = typer.Option("imagexpress", "--naming", help=NAMING_HELP),
         plates: int = typer.Option(1, "--plates", help="Number of screen plates (same layout)."),
+        artefacts: str | None = typer.Option(
+            None, "--artefacts", help=ARTEFACTS_HELP.format(_rates_text(SCREEN_ARTEFACTS))
+        ),
+        vignetting: float = typer.Option(
+            0.15, "--vignetting", help="Illumination fall-off at the corners (0-1)."
+        ),
         workers: int = typer.Option(1, "--workers", help="Rendering processes."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     ) -> None:
@@ -112,6 +154,8 @@ def register(app: typer.Typer) -> None:
                 plate_format=plate_format,
                 naming=naming,
                 n_plates=plates,
+                artefacts=parse_rates(artefacts, SCREEN_ARTEFACTS),
+                vignetting=vignetting,
                 workers=workers,
                 progress=update,
             )
