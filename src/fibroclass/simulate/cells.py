@@ -26,6 +26,7 @@ IRREGULARITY = (0.04, 0.26)
 ORIENTATION_COHERENCE = 0.94  # mean resultant length of doubled cell angles when healthy (~ +/-10 deg)
 NUCLEUS_AXES = ((8.5, 3.6), (9.0, 7.0))  # semi-axes, reference px
 FIBRE_PERIOD = 2.8  # stress-fibre spacing, reference px
+MIN_FIBRE_PX = 2.4  # small fields keep resolvable (relatively coarser) fibres instead of aliasing
 
 
 @dataclass
@@ -124,7 +125,7 @@ def sample_cells(
     harm_amp = irregularity[:, None] * rng.standard_normal((n, N_HARMONICS)) / (k / 2.0) ** 1.4
     harm_phase = rng.uniform(0, 2 * np.pi, (n, N_HARMONICS))
 
-    fibre_period = FIBRE_PERIOD * scale * np.exp(0.12 * rng.standard_normal(n))
+    fibre_period = max(FIBRE_PERIOD * scale, MIN_FIBRE_PX) * np.exp(0.12 * rng.standard_normal(n))
     fibre_phase = rng.uniform(0, 2 * np.pi, n)
     cross_angle = rng.uniform(0.25 * np.pi, 0.75 * np.pi, (n, N_CROSS))
     cross_weight = s * rng.uniform(0.6, 1.0, (n, N_CROSS))

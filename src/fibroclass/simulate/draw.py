@@ -126,7 +126,6 @@ def draw_actin(
     canvas: np.ndarray,
     warp: np.ndarray,
     texture: np.ndarray,
-    fibre_gain: float,
 ) -> None:
     """Add every cell's actin (cytoplasm, cortex, stress fibres) into `canvas`, each summing to `totals`."""
     if len(cells) == 0:
@@ -158,18 +157,15 @@ def draw_actin(
         alpha = np.minimum(depth + F32(0.5), F32(1.0))
         cortex = np.exp(-((depth / cortex_w[item]) ** 2))
         body = F32(0.3) + cells.cortex_weight.astype(F32)[item] * cortex
-        if fibre_gain > 0:
-            period = cells.fibre_period.astype(F32)[item]
-            phase = (cells.fibre_phase / (2 * np.pi)).astype(F32)[item] + F32(0.3) * warp[y, x]
-            fib = cells.main_weight.astype(F32)[item] * fibres(v, period, phase, seeds[item], 0.7)
-            for j in range(cells.cross_weight.shape[1]):
-                w = cells.cross_weight[:, j].astype(F32)
-                if w[ch].max(initial=0.0) > 1e-3:
-                    vj = v * cross_cos[item, j] - u * cross_sin[item, j]
-                    fib += w[item] * fibres(
-                        vj, F32(1.6) * period, phase, seeds[item] + F32(17 * (j + 1)), 0.4
-                    )
-            body += F32(fibre_gain) * fib * (F32(1.0) + F32(0.35) * texture[y, x])
+        period = cells.fibre_period.astype(F32)[item]
+        phase = (cells.fibre_phase / (2 * np.pi)).astype(F32)[item] + F32(0.3) * warp[y, x]
+        fib = cells.main_weight.astype(F32)[item] * fibres(v, period, phase, seeds[item], 0.7)
+        for j in range(cells.cross_weight.shape[1]):
+            w = cells.cross_weight[:, j].astype(F32)
+            if w[ch].max(initial=0.0) > 1e-3:
+                vj = v * cross_cos[item, j] - u * cross_sin[item, j]
+                fib += w[item] * fibres(vj, F32(1.6) * period, phase, seeds[item] + F32(17 * (j + 1)), 0.4)
+        body += fib * (F32(1.0) + F32(0.35) * texture[y, x])
         img = alpha * np.maximum(body, F32(0.0))
         _splat(canvas, y, x, _normalize(item - ch.start, img, totals[ch]))
 

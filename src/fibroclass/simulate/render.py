@@ -77,7 +77,11 @@ def _add_puncta(cells: Cells, canvas: np.ndarray, scale: float, rng: np.random.G
 
 
 def render_field(state: FieldState, size: int, rng: np.random.Generator) -> RenderedField:
-    """Render one field of `size` x `size` pixels; identical output for an identical generator state."""
+    """Render one field of `size` x `size` pixels; identical output for an identical generator state.
+
+    Cell dimensions scale with size / 256 (see `cells`), so every size shows the same biology at a
+    different sampling, except stress fibres, kept >= 2.4 px apart so small fields do not alias them.
+    """
     if size < MIN_SIZE:
         raise FibroclassError(f"field size {size} px is too small (minimum {MIN_SIZE})")
     if state.artefact not in art.ARTEFACTS:
@@ -99,12 +103,11 @@ def render_field(state: FieldState, size: int, rng: np.random.Generator) -> Rend
     shape = (padded, padded)
     warp = art.smooth_noise(rng, shape, 8.0 * scale)
     texture = art.smooth_noise(rng, shape, max(1.5 * scale, 0.7))
-    fibre_gain = float(np.clip((cells.fibre_period.mean() if len(cells) else 3.0) - 1.8, 0.0, 1.0))
 
     actin = np.zeros(shape, np.float32)
     nuclei = np.zeros(shape, np.float32)
     given = _add_puncta(cells, actin, scale, rng) if cells.n_puncta.any() else 0.0
-    draw.draw_actin(cells, cells.actin_total - given, actin, warp, texture, fibre_gain)
+    draw.draw_actin(cells, cells.actin_total - given, actin, warp, texture)
     draw.draw_ellipses(*draw.nucleus_ellipses(cells, rng), nuclei, texture)
 
     # Optics: a small point-spread function, then crop the padding away.
