@@ -4,13 +4,15 @@
 into `qc_pass` / `qc_reason`. Reasons (`;`-joined when several apply):
 
 - `nonfinite`: NaN/inf pixels above `nonfinite_max_frac`.
-- `empty`: (almost) no cells — actin foreground below an absolute floor *and* below a fraction of the
-  plate's median, and no nuclei. `no_cells` instead when most fields of the same well are empty: a dead
-  or unseeded well is biology (it still counts for viability, see `counts_for_viability`), not an artefact.
+- `empty`: (almost) no cells while the other fields of the same well have plenty — nuclei count (or
+  nuclei foreground) at most `empty_rel_well` × the well's median, in a well whose median is at least
+  `empty_well_min_nuclei`. A well whose fields are all sparse is biology (toxicity), not an artefact,
+  and is left alone; wells with a single field fall back to an absolute rule (no nuclei, no actin).
 - `blur`: sharpness far below the plate's own distribution (robust z on log sharpness, median/MAD over
   the plate's non-empty fields, with a floor on the spread) or below an absolute floor.
-- `debris`: bright compact blobs (several times brighter than the field's cells) over `debris_max_frac`.
-- `saturated`: saturated pixels over `saturated_max_frac`.
+- `debris`: compact blobs that are several times brighter than the field's bright cell parts in *every*
+  channel at once (nuclei glow in one channel, actin puncta in the other; dust and precipitate in all),
+  over `debris_max_frac` of the field, or saturated pixels over `saturated_max_frac` (saturated blobs).
 
 Sharpness is the ratio of fine-band (Gaussian σ 1–2 px) to coarse-band (σ 2–4 px) energy of the actin
 channel with the white-noise contribution removed, so it depends little on brightness, noise level or
@@ -42,10 +44,8 @@ METRIC_COLUMNS = (SHARPNESS, FG_FRAC, NUCLEI_FG_FRAC, DEBRIS_FRAC, SATURATED_FRA
 
 REASON_NONFINITE = "nonfinite"
 REASON_EMPTY = "empty"
-REASON_NO_CELLS = "no_cells"
 REASON_BLUR = "blur"
 REASON_DEBRIS = "debris"
-REASON_SATURATED = "saturated"
 
 
 @dataclass(frozen=True)
@@ -55,23 +55,24 @@ class FieldQCParams:
     sharpness_channel: str = "actin"
     sharpness_max_side: int = 512
     fg_smooth_sigma: float = 2.0
-    fg_background_px: int = 64
+    fg_background_px: int = 32
     fg_min_snr: float = 5.0
+    fg_rel_level: float = 0.1
+    fg_rel_background: float = 0.5
     saturation_level: float = 0.995
-    debris_factor: float = 4.0
+    debris_factor: float = 2.0
     debris_min_radius_px: int = 3
     debris_min_area_px: int = 30
     blur_robust_z: float = 3.5
     blur_min_log_spread: float = 0.15
     blur_abs_floor: float = 0.03
     min_fields_for_plate_stats: int = 8
+    empty_rel_well: float = 0.25
+    empty_well_min_nuclei: float = 8.0
+    empty_well_min_nuclei_fg_frac: float = 0.02
     empty_fg_frac: float = 0.01
-    empty_rel_fg_frac: float = 0.05
-    empty_max_nuclei: int = 0
-    empty_nuclei_fg_frac: float = 0.001
-    no_cells_well_frac: float = 0.5
     debris_max_frac: float = 0.002
-    saturated_max_frac: float = 0.001
+    saturated_max_frac: float = 0.0002
     nonfinite_max_frac: float = 0.0
 
     @classmethod
@@ -106,22 +107,33 @@ def foreground(
     """(background-subtracted smoothed plane, foreground mask) with a noise-based threshold."""
     sn = noise_sigma(plane) if sigma_noise is None else sigma_noise
     smooth = ndi.gaussian_filter(plane, p.fg_smooth_sigma)
-    fg = smooth - local_background(smooth, p.fg_background_px, q=5.0)
-    lo, med = np.percentile(fg, [15.87, 50.0])
-    spread = max(float(med - lo), sn / (2 * np.sqrt(np.pi) * p.fg_smooth_sigma), 1e-6)
-    return fg, fg > med + p.fg_min_snr * spread
+    bg = local_background(smooth, p.fg_background_px, q=2.0)
+    fg = smooth - bg
+    # Cells may cover most of a field (no usable "background half"): the threshold is the largest of
+    # the pixel noise, a fraction of the bright level, and a fraction of the local background itself
+    # (uneven illumination and background texture scale with it).
+    sigma_s = sn / (2 * np.sqrt(np.pi) * p.fg_smooth_sigma)
+    thr = np.maximum(
+        max(p.fg_min_snr * sigma_s, p.fg_rel_level * float(np.percentile(fg, 99.5)), 1e-6),
+        p.fg_rel_background * bg,
+    )
+    return fg, fg > thr
 
 
-def debris_mask(fg: np.ndarray, mask: np.ndarray, p: FieldQCParams) -> np.ndarray:
-    """Compact blobs much brighter than the field's typical foreground (thin bright fibres are opened away)."""
+def bright_blobs(fg: np.ndarray, mask: np.ndarray, p: FieldQCParams) -> np.ndarray:
+    """Pixels of one channel far brighter (`debris_factor` ×) than the field's bright cell level (p90)."""
     if not mask.any():
         return np.zeros_like(mask)
-    typical = float(np.median(fg[mask]))
-    bright = mask & (fg > p.debris_factor * max(typical, 1e-6))
-    if not bright.any():
-        return bright
-    bright = ndi.binary_opening(bright, structure=_disk(p.debris_min_radius_px))
-    labels, _ = ndi.label(bright)
+    level = float(np.percentile(fg[mask], 90))
+    return mask & (fg > p.debris_factor * max(level, 1e-6))
+
+
+def compact(mask: np.ndarray, p: FieldQCParams) -> np.ndarray:
+    """Blobs of `mask` that survive an opening by a disk (thin fibres go) and are large enough."""
+    if not mask.any():
+        return mask
+    opened = ndi.binary_opening(mask, structure=_disk(p.debris_min_radius_px))
+    labels, _ = ndi.label(opened)
     areas = np.bincount(labels.ravel())
     keep = areas >= p.debris_min_area_px
     keep[0] = False
@@ -150,20 +162,20 @@ def field_qc_metrics(
     saturated = float((img >= p.saturation_level).any(axis=0).mean())
     factor = int(np.ceil(max(img.shape[1:]) / p.sharpness_max_side))
     small = downsample(img, factor) if factor > 1 else img
-    debris = np.zeros(small.shape[1:], dtype=bool)
+    debris = np.ones(small.shape[1:], dtype=bool)
     fg_fracs = {}
     noise = {}
     for name, plane in zip(channels, small, strict=True):
         noise[name] = noise_sigma(plane)
         fg, mask = foreground(plane, p, noise[name])
         fg_fracs[name] = float(mask.mean())
-        debris |= debris_mask(fg, mask, p)
+        debris &= bright_blobs(fg, mask, p)  # debris glows in every channel; cell parts do not
     actin = small[list(channels).index(p.sharpness_channel)]
     return {
         SHARPNESS: sharpness(actin, noise[p.sharpness_channel]),
         FG_FRAC: fg_fracs[p.sharpness_channel],
         NUCLEI_FG_FRAC: fg_fracs.get("nuclei", float("nan")),
-        DEBRIS_FRAC: float(debris.mean()),
+        DEBRIS_FRAC: float(compact(debris, p).mean()),
         SATURATED_FRAC: saturated,
         NONFINITE_FRAC: nonfinite,
     }
@@ -176,6 +188,22 @@ def robust_z(x: pd.Series, min_spread: float = 0.0) -> pd.Series:
     return (x - med) / max(float(mad) if np.isfinite(mad) else 0.0, min_spread, 1e-12)
 
 
+def _empty_fields(df: pd.DataFrame, p: FieldQCParams, plates: pd.Series, well_col: str | None) -> pd.Series:
+    """Fields with far fewer nuclei than their sibling fields (or, alone in their well, none at all)."""
+    if NUCLEI_COUNT in df:
+        content, well_min = df[NUCLEI_COUNT].astype(float).fillna(0.0), p.empty_well_min_nuclei
+    else:
+        content, well_min = df[NUCLEI_FG_FRAC].astype(float).fillna(0.0), p.empty_well_min_nuclei_fg_frac
+    absolute = (content <= 0) & (df[FG_FRAC].astype(float).fillna(0.0) < p.empty_fg_frac)
+    if not well_col or well_col not in df:
+        return absolute
+    wells = [plates, df[well_col].astype(str)]
+    well_median = content.groupby(wells).transform("median")
+    single = content.groupby(wells).transform("size") == 1
+    relative = (content <= p.empty_rel_well * well_median) & (well_median >= well_min)
+    return relative | (single & absolute)
+
+
 def flag_fields(
     metrics_df: pd.DataFrame,
     config: FieldQCParams | dict | None = None,
@@ -185,7 +213,7 @@ def flag_fields(
     """(`qc_pass`, `qc_reason`) per row of a metrics table (`field_qc_metrics` columns + plate column).
 
     Blur and emptiness are judged against the plate's own fields; `nuclei_count` is used when present;
-    `well_col` (when present) turns wells whose fields are mostly empty into `no_cells`.
+    Emptiness compares a field with the other fields of its well (`well_col`), see the module docstring.
     """
     p = _params(config)
     missing = [c for c in (*METRIC_COLUMNS, plate_col) if c not in metrics_df]
@@ -196,20 +224,10 @@ def flag_fields(
     reasons[REASON_NONFINITE] = df[NONFINITE_FRAC] > p.nonfinite_max_frac
 
     plates = df[plate_col].astype(str)
-    fg = df[FG_FRAC].astype(float)
-    plate_fg = fg.groupby(plates).transform("median")
-    if NUCLEI_COUNT in df:
-        no_nuclei = df[NUCLEI_COUNT].fillna(0) <= p.empty_max_nuclei
-    else:
-        no_nuclei = df[NUCLEI_FG_FRAC].fillna(0) < p.empty_nuclei_fg_frac
-    low_fg = (fg < p.empty_fg_frac) | (fg < p.empty_rel_fg_frac * plate_fg)
-    empty = low_fg & no_nuclei & ~reasons[REASON_NONFINITE]
-    no_cells = pd.Series(False, index=df.index)
-    if well_col and well_col in df:
-        well_empty_frac = empty.astype(float).groupby([plates, df[well_col].astype(str)]).transform("mean")
-        no_cells = empty & (well_empty_frac >= p.no_cells_well_frac)
-    reasons[REASON_EMPTY] = empty & ~no_cells
-    reasons[REASON_NO_CELLS] = no_cells
+    debris = (df[DEBRIS_FRAC] > p.debris_max_frac) | (df[SATURATED_FRAC] > p.saturated_max_frac)
+    # Debris throws nuclei segmentation off, so a debris field is not also called empty.
+    empty = _empty_fields(df, p, plates, well_col) & ~reasons[REASON_NONFINITE] & ~debris
+    reasons[REASON_EMPTY] = empty
 
     log_sharp = np.log(df[SHARPNESS].astype(float).clip(lower=1e-6))
     judged = ~empty & ~reasons[REASON_NONFINITE] & np.isfinite(log_sharp)
@@ -222,8 +240,7 @@ def flag_fields(
     sharp = df[SHARPNESS].astype(float)
     blur |= judged & (sharp < p.blur_abs_floor)
     reasons[REASON_BLUR] = blur
-    reasons[REASON_DEBRIS] = df[DEBRIS_FRAC] > p.debris_max_frac
-    reasons[REASON_SATURATED] = df[SATURATED_FRAC] > p.saturated_max_frac
+    reasons[REASON_DEBRIS] = debris
 
     joined = np.full(len(df), "", dtype=object)
     for name in reasons.columns:
@@ -231,9 +248,3 @@ def flag_fields(
         joined[hit] = [f"{j};{name}" if j else name for j in joined[hit]]
     qc_reason = pd.Series(joined, index=df.index, dtype=str)
     return (qc_reason == "").rename("qc_pass"), qc_reason.rename("qc_reason")
-
-
-def counts_for_viability(qc_reason: pd.Series) -> pd.Series:
-    """Fields whose nuclei count is valid for viability: clean fields and `no_cells` (a dead well is 0)."""
-    tokens = qc_reason.fillna("").str.split(";")
-    return tokens.apply(lambda t: all(x in ("", REASON_NO_CELLS) for x in t))
