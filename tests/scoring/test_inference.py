@@ -79,3 +79,30 @@ def test_missing_channel_column_is_a_user_error(tmp_path, kit):
     index = kit.make_index(tmp_path, [{"plate": "P1", "well": "A01", "role": "disease", "level": 1}], 1)
     with pytest.raises(FibroclassError, match="path_nuclei"):
         score_fields(index.drop(columns=[path_col("nuclei")]), kit.ToyClassifier(), progress=False)
+
+
+def test_real_classifier_scores_equal_mean_tile_logits(tmp_path, kit):
+    import torch
+
+    from fibroclass.data.preprocess import tile_field
+    from fibroclass.io.images import read_field
+    from fibroclass.models.classifier import FibroClassifier
+    from fibroclass.models.spec import ModelSpec
+
+    torch.manual_seed(0)
+    model = FibroClassifier(
+        ModelSpec(backbone="tiny", crop_size=16, mean=[0.2, 0.1], std=[0.1, 0.05], temperature=1.5)
+    ).eval()
+    rng = np.random.default_rng(0)
+    wells = [{"plate": "P1", "well": f"A{i:02d}", "role": "disease", "level": 1000} for i in (1, 2)]
+    index = kit.make_index(tmp_path, wells, sites=1)
+    kit.write_field(tmp_path / "P1", "P1", "A02", 1, rng.integers(0, 40000, (40, 37)).astype(np.uint16))
+    fields, emb = score_fields(index, model, batch_size=5, progress=False)
+    for i, row in fields.iterrows():
+        tiles = torch.from_numpy(tile_field(read_field([row[path_col(c)] for c in ("actin", "nuclei")]), 16))
+        with torch.inference_mode():
+            expected = model(tiles).mean().item() / 1.5
+            expected_emb = model.embed(tiles).mean(0).numpy()
+        assert fields[DISEASE_SCORE].iloc[i] == pytest.approx(expected, rel=1e-4, abs=1e-5)
+        np.testing.assert_allclose(emb[i], expected_emb, rtol=1e-4, atol=1e-6)
+    assert emb.shape == (2, model.spec.embedding_dim)
