@@ -55,9 +55,11 @@ def _summary(out: Path, score_dir: Path, seconds: float) -> None:
     plates = qc.get("plates", qc) if isinstance(qc, dict) else {}
     for plate, q in plates.items():
         status = "[green]PASS[/]" if q.get("pass") else "[red]FAIL[/]"
-        console.print(
-            f"plate {plate}: Z′ = {q.get('z_prime', float('nan')):.2f}, SSMD = {q.get('ssmd', float('nan')):.1f} {status}"
-        )
+        zp, sm = q.get("z_prime"), q.get("ssmd")
+        zp_s = "n/a" if zp is None else f"{zp:.2f}"
+        sm_s = "n/a" if sm is None else f"{sm:.1f}"
+        reasons = "; ".join(q.get("reasons") or [])
+        console.print(f"plate {plate}: Z′ = {zp_s}, SSMD = {sm_s} {status} {reasons}")
 
     rux = wells[(wells["compound"].str.lower() == "ruxolitinib") & (wells["role"] == "treatment")]
     if not rux.empty:
