@@ -21,14 +21,14 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from fibroclass.data.datamodule import FibroDataModule, donors_of
 from fibroclass.errors import FibroclassError
+from fibroclass.models.checkpoint import AUROCCheckpoint
+from fibroclass.models.classifier import FibroClassifier
 from fibroclass.models.module import FibroModule
 from fibroclass.schema import LABEL_NAMES
 from fibroclass.tracking.models import LoggedClassifier, log_classifier
 from fibroclass.tracking.plots import confusion_figure, log_figure, log_table, roc_figure
 from fibroclass.tracking.runs import log_dict, log_folder, log_text, make_logger, set_tags
 from fibroclass.tracking.store import DEFAULT_EXPERIMENT, resolve_tracking_uri
-
-MONITOR = "val/auroc"
 
 DESCRIPTION = """Train the healthy-vs-GoF classifier on a donor split, test it on the held-out test donors,
 log everything to MLflow and register the model.
@@ -122,14 +122,7 @@ class FibroCLI(LightningCLI):
         kwargs["logger"] = [logger, *[lg for lg in others if not isinstance(lg, MLFlowLogger)]]
         callbacks = cfg["trainer"].get("callbacks") or []
         if not any(isinstance(cb, ModelCheckpoint) for cb in callbacks):
-            checkpoint = ModelCheckpoint(
-                monitor=MONITOR,
-                mode="max",
-                save_top_k=1,
-                filename="best-epoch{epoch:02d}",
-                auto_insert_metric_name=False,
-            )
-            kwargs["callbacks"] = [*callbacks, checkpoint]
+            kwargs["callbacks"] = [*callbacks, AUROCCheckpoint()]
         return super().instantiate_trainer(**kwargs)
 
 
@@ -140,6 +133,8 @@ class TrainResult:
     test_metrics: dict[str, float] = field(default_factory=dict)
     model: LoggedClassifier | None = None
     best_checkpoint: str | None = None
+    classifier: FibroClassifier | None = None  # the tested weights (best checkpoint)
+    note: str = ""  # why nothing was logged (non-zero rank, fast_dev_run)
 
 
 def build_cli(args: list[str]) -> FibroCLI:
@@ -209,8 +204,13 @@ def run_training(args: list[str]) -> TrainResult:
         tracking_uri=resolve_tracking_uri(ml["tracking_uri"]),
         test_metrics=metrics,
         best_checkpoint=best,
+        classifier=module.classifier,
     )
-    if not trainer.is_global_zero or logger is None:
+    if not trainer.is_global_zero:
+        result.note = f"rank {trainer.global_rank}: rank 0 logs to MLflow"
+        return result
+    if logger is None:  # fast_dev_run swaps loggers for a dummy
+        result.note = "no MLflow logger active (fast_dev_run?): nothing logged or registered"
         return result
     result.run_id = logger.run_id
     _log_test_outputs(result.run_id, module, dm)

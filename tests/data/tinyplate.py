@@ -19,8 +19,10 @@ from fibroclass.io.index import build_index, write_index
 PLATE = "TP1"
 
 
-def line_field(rng: np.random.Generator, size: int, aligned: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(actin, nuclei) uint16 planes of one field."""
+def line_field(
+    rng: np.random.Generator, size: int, aligned: bool, gain: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(actin, nuclei) uint16 planes of one field; `gain` scales both (a donor's staining intensity)."""
     actin = np.zeros((size, size), np.float32)
     base = rng.uniform(0, np.pi)
     for _ in range(size * size // 60):
@@ -37,7 +39,7 @@ def line_field(rng: np.random.Generator, size: int, aligned: bool) -> tuple[np.n
     for _ in range(max(2, size // 12)):
         y, x = rng.uniform(0, size, 2)
         nuclei += 0.5 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 2.5**2))
-    to16 = lambda a: (np.clip(a, 0, 1) * 65535).astype(np.uint16)  # noqa: E731
+    to16 = lambda a: (np.clip(a * gain, 0, 1) * 65535).astype(np.uint16)  # noqa: E731
     return to16(actin), to16(nuclei)
 
 
@@ -48,14 +50,19 @@ def make_tiny_plate(
     donors_per_class: int = 3,
     wells_per_donor: int = 2,
     seed: int = 0,
+    donor_gain: float = 0.0,
 ) -> tuple[Path, Path]:
-    """Write an ImageXpress-named plate and its plate map under `root`; returns (images dir, plate map)."""
+    """Write an ImageXpress-named plate and its plate map under `root`; returns (images dir, plate map).
+
+    `donor_gain` > 0 gives each donor its own intensity gain, uniform in [1 - donor_gain, 1 + donor_gain].
+    """
     rng = np.random.default_rng(seed)
     images = root / "images" / PLATE
     images.mkdir(parents=True, exist_ok=True)
     rows, wells = [], iter(f"{r}{c:02d}" for r in "BCDEFG" for c in range(2, 12))
     for role, genotype, prefix in (("healthy", "healthy", "HD"), ("disease", "GoF", "GOF")):
         for d in range(donors_per_class):
+            gain = 1.0 + rng.uniform(-donor_gain, donor_gain)
             for _ in range(wells_per_donor):
                 well = next(wells)
                 rows.append(
@@ -69,7 +76,7 @@ def make_tiny_plate(
                     }
                 )
                 for site in range(1, fields + 1):
-                    actin, nuclei = line_field(rng, size, aligned=role == "healthy")
+                    actin, nuclei = line_field(rng, size, aligned=role == "healthy", gain=gain)
                     tifffile.imwrite(images / f"{PLATE}_{well}_s{site}_w1.tif", actin)
                     tifffile.imwrite(images / f"{PLATE}_{well}_s{site}_w2.tif", nuclei)
     platemap = root / "platemap.csv"

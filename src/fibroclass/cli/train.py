@@ -31,7 +31,9 @@ def register(app: typer.Typer) -> None:
             if exc.code not in (0, None):
                 raise FibroclassError(f"fibroclass train stopped with exit code {exc.code}") from None
             return
-        if result.run_id is None:  # non-zero DDP rank
+        if result.run_id is None:  # non-zero DDP rank, or fast_dev_run
+            if result.note and not result.note.startswith("rank"):
+                typer.echo(result.note)
             return
         metrics = ", ".join(
             f"{k} {v:.3f}" for k, v in sorted(result.test_metrics.items()) if k != "test/n_fields"

@@ -25,12 +25,12 @@ class AugmentConfig:
     affine_rotate: tuple[float, float] = (-10.0, 10.0)
     affine_translate: tuple[float, float] = (-0.05, 0.05)  # fraction of the crop
     brightness_contrast_p: float = 0.5
-    brightness_limit: float = 0.1
+    brightness_limit: float = 0.1  # relative to the crop's mean intensity (fields rarely fill 16 bits)
     contrast_limit: float = 0.1
     blur_p: float = 0.1
     blur_sigma: tuple[float, float] = (0.3, 1.0)
     noise_p: float = 0.2
-    noise_std: tuple[float, float] = (0.005, 0.02)  # absolute, on [0, 1] intensities
+    noise_std: tuple[float, float] = (0.0005, 0.002)  # absolute, on [0, 1] intensities (12-bit max ~0.06)
 
 
 def build_train_transform(cfg: AugmentConfig | None = None) -> A.Compose:
