@@ -188,12 +188,16 @@ def robust_z(x: pd.Series, min_spread: float = 0.0) -> pd.Series:
     return (x - med) / max(float(mad) if np.isfinite(mad) else 0.0, min_spread, 1e-12)
 
 
+def _content(df: pd.DataFrame, p: FieldQCParams) -> tuple[pd.Series, float]:
+    """Per-field amount of cells (nuclei count, else nuclei foreground) and its sparse-well floor."""
+    if NUCLEI_COUNT in df:
+        return df[NUCLEI_COUNT].astype(float).fillna(0.0), p.empty_well_min_nuclei
+    return df[NUCLEI_FG_FRAC].astype(float).fillna(0.0), p.empty_well_min_nuclei_fg_frac
+
+
 def _empty_fields(df: pd.DataFrame, p: FieldQCParams, plates: pd.Series, well_col: str | None) -> pd.Series:
     """Fields with far fewer nuclei than their sibling fields (or, alone in their well, none at all)."""
-    if NUCLEI_COUNT in df:
-        content, well_min = df[NUCLEI_COUNT].astype(float).fillna(0.0), p.empty_well_min_nuclei
-    else:
-        content, well_min = df[NUCLEI_FG_FRAC].astype(float).fillna(0.0), p.empty_well_min_nuclei_fg_frac
+    content, well_min = _content(df, p)
     absolute = (content <= 0) & (df[FG_FRAC].astype(float).fillna(0.0) < p.empty_fg_frac)
     if not well_col or well_col not in df:
         return absolute
@@ -230,7 +234,9 @@ def flag_fields(
     reasons[REASON_EMPTY] = empty
 
     log_sharp = np.log(df[SHARPNESS].astype(float).clip(lower=1e-6))
-    judged = ~empty & ~reasons[REASON_NONFINITE] & np.isfinite(log_sharp)
+    # Focus is judged where there is something to focus on: not on fields without cells.
+    has_cells = _content(df, p)[0] > 0
+    judged = has_cells & ~empty & ~reasons[REASON_NONFINITE] & np.isfinite(log_sharp)
     blur = pd.Series(False, index=df.index)
     for _, idx in judged.groupby(plates).groups.items():
         sel = idx[judged.loc[idx].to_numpy()]
