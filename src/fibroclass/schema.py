@@ -15,6 +15,12 @@ WELL_KEYS = (PLATE, WELL)
 CHANNELS = ("actin", "nuclei")
 
 
+# Per-field acquisition metadata in the field index (io.pixels): bits of the camera data (8, 12 or 16;
+# decided per plate) and the pixel size in µm (NaN when the export does not say).
+BIT_DEPTH = "bit_depth"
+PIXEL_SIZE = "pixel_size_um"
+
+
 def path_col(channel: str) -> str:
     """Name of the field-index column holding the file path of `channel`."""
     return f"path_{channel}"

@@ -24,7 +24,7 @@ def test_imagexpress_folder_of_plate_folders(tmp_path: Path) -> None:
     write_tif(tmp_path / "P1" / f"P1_A01_s1_w1_thumb{UUID}.tif")
     res = discover_fields(tmp_path)
     df = res.fields
-    assert list(df.columns) == KEYS + ["path_actin", "path_nuclei"]
+    assert list(df.columns) == KEYS + ["path_actin", "path_nuclei", "bit_depth", "pixel_size_um"]
     assert df[KEYS].values.tolist() == [
         ["P1", "A01", "A", 1, 1],
         ["P1", "A01", "A", 1, 2],
@@ -192,7 +192,7 @@ class _Cellomics(NameFormat):
 def test_formats_are_pluggable(tmp_path: Path) -> None:
     for ch in (0, 1):
         write_tif(tmp_path / f"MFG_B02f01d{ch}.tif")
-    register_format(_Cellomics(), before="operetta")
+    register_format(_Cellomics(), before=next(iter(FORMATS)))
     try:
         assert list(FORMATS)[0] == "cellomics_test"
         res = discover_fields(tmp_path, channel_map={"d0": "actin", "d1": "nuclei"})

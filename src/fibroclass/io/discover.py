@@ -13,6 +13,7 @@ import pandas as pd
 from fibroclass.errors import FibroclassError
 from fibroclass.io.formats import FORMATS, Format, ImageFile, RegexFormat, get_format
 from fibroclass.io.formats.base import examples, image_names
+from fibroclass.io.pixels import annotate_fields
 from fibroclass.io.wells import well_row_col, well_sort_key
 from fibroclass.schema import COL, PLATE, ROW, SITE, WELL, path_col
 
@@ -88,7 +89,7 @@ def _assemble(files: list[ImageFile], cmap: dict[str, str], problems: list[str])
     unmapped: dict[str, list[str]] = defaultdict(list)
     by_key: dict[FieldKey, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for f in files:
-        name = cmap.get(f.channel)
+        name = cmap.get(f.channel) or cmap.get(f.channel_name)  # by index token or by metadata name
         if name is None:
             unmapped[f.channel].append(f.path)
         else:
@@ -156,6 +157,9 @@ def discover_fields(
         files.extend(_scan_root(root, naming, custom, result))
     files = list({f.path: f for f in files}.values())  # overlapping roots find a file twice
     result.fields = _assemble(files, cmap, result.problems)
+    if not result.fields.empty:  # bit depth per plate, pixel size per field (io.pixels)
+        result.fields, notes = annotate_fields(result.fields, {f.path: f for f in files})
+        result.problems.extend(notes)
     if result.fields.empty:
         shown = "; ".join(result.problems[:3]) or "no file matched"
         raise FibroclassError(

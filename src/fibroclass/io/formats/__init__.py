@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from fibroclass.errors import FibroclassError
 from fibroclass.io.formats.base import Format, ImageFile, NameFormat, Scan
+from fibroclass.io.formats.harmony import Harmony
 from fibroclass.io.formats.imagexpress import ImageXpress
+from fibroclass.io.formats.imagexpress_htd import ImageXpressHTD
+from fibroclass.io.formats.loaddata import LoadData
+from fibroclass.io.formats.ometiff import OmeTiff
+from fibroclass.io.formats.omezarr import OmeZarr
 from fibroclass.io.formats.operetta import Operetta
 from fibroclass.io.formats.regex import RegexFormat
 
@@ -34,15 +39,26 @@ def get_format(name: str) -> Format:
         ) from None
 
 
+# Index-file and container formats first: their folders may also hold names other formats would parse.
+register_format(LoadData())
+register_format(Harmony())
+register_format(OmeZarr())
+register_format(ImageXpressHTD())
+register_format(OmeTiff())
 register_format(Operetta())
 register_format(ImageXpress())
 
 __all__ = [
     "FORMATS",
     "Format",
+    "Harmony",
     "ImageFile",
     "ImageXpress",
+    "ImageXpressHTD",
+    "LoadData",
     "NameFormat",
+    "OmeTiff",
+    "OmeZarr",
     "Operetta",
     "RegexFormat",
     "Scan",

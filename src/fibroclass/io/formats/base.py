@@ -31,6 +31,9 @@ class ImageFile:
     path: str  # absolute (symlinks not resolved)
     plane: int = 1
     timepoint: int = 1
+    channel_name: str = ""  # lower-case channel name from the export's metadata (e.g. "alexa 488"), if any
+    pixel_size_um: float | None = None  # from the export's metadata, if it says
+    bit_depth: int | None = None  # declared significant bits (e.g. OME SignificantBits), if any
 
 
 @dataclass
