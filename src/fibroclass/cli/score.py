@@ -53,6 +53,12 @@ def print_summary(result) -> None:  # noqa: ANN001 - ScoreResult, imported lazil
         console.print(f"[yellow]warning:[/] {warning}")
     if len(result.warnings) > 10:
         console.print(f"[yellow]... {len(result.warnings) - 10} more warnings[/]")
+    if result.chunks_reused:
+        console.print(
+            f"resumed: reused {result.chunks_reused} finished chunk(s) from {result.out_dir / 'parts'}"
+        )
+    if not result.merged:
+        console.print("outputs already up to date: nothing rescored or rewritten")
     console.print(
         f"scored {len(result.fields)} fields / {len(result.wells)} wells in {result.seconds:.1f} s → {result.out_dir}"
     )
@@ -77,16 +83,31 @@ def register(app: typer.Typer) -> None:
             False, "--trust-pickle", help="Allow loading a pickled model (only for models you trust)."
         ),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+        shard: str | None = typer.Option(
+            None, "--shard", help="K/N: score only shard K (0-based) of N plate shards into OUT/parts/."
+        ),
+        merge: bool = typer.Option(
+            False, "--merge", help="Only merge OUT/parts/ of finished shards into the outputs (no scoring)."
+        ),
+        precision: str | None = typer.Option(None, "--precision", help="auto (bf16 on CUDA), fp32 or bf16."),
+        compile_model: bool | None = typer.Option(
+            None, "--compile/--no-compile", help="torch.compile the model (GPU; slow first batches)."
+        ),
     ) -> None:
         """Score drug-screen plates: disease score per field, rescue % per well vs each plate's controls.
 
         Writes fields.parquet, embeddings.npy, well_embeddings.npy, wells.csv, compounds.csv, plate_qc.json
-        and run.json into --out.
+        and run.json into --out. Progress is kept per plate chunk in OUT/parts/: re-running an interrupted
+        command resumes, re-running a finished one does nothing. With --shard K/N (same arguments on every
+        shard, e.g. one per GPU or node) the last shard to finish merges; --merge merges explicitly.
 
         Example: fibroclass score plates/P001 --platemap platemap.csv --model models:/fibroclass@champion --out scores/P001
         """
+        from fibroclass.scoring.parts import parse_shard
+        from fibroclass.scoring.pipeline import ShardResult
         from fibroclass.scoring.pipeline import score as run_score
 
+        shard_kn = parse_shard(shard) if shard is not None else None
         show = progress and (sys.stderr.isatty() or os.environ.get("FIBROCLASS_PROGRESS") == "1")
         result = run_score(
             roots,
@@ -99,5 +120,16 @@ def register(app: typer.Typer) -> None:
             num_workers=num_workers,
             progress=show,
             trust_pickle=trust_pickle,
+            shard=shard_kn,
+            merge_only=merge,
+            precision=precision,
+            compile=compile_model,
         )
+        if isinstance(result, ShardResult):
+            console.print(
+                f"shard {shard}: {len(result.plates)} plate(s), {result.chunks_scored} chunk(s) scored, "
+                f"{result.chunks_reused} reused in {result.seconds:.1f} s; waiting for "
+                f"{len(result.missing_plates)} plate(s) of other shards (the last shard merges, or --merge)"
+            )
+            return
         print_summary(result)

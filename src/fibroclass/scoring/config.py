@@ -34,6 +34,9 @@ class ScoreConfig:
     batch_size: int = 64
     num_workers: int = 0
     device: str = "auto"
+    precision: str = "auto"  # auto (bf16 autocast on CUDA), fp32 or bf16
+    compile: bool = False  # torch.compile the model forward
+    chunk_fields: int = 256  # fields per resumable part written to <out>/parts/
 
     def __post_init__(self) -> None:
         missing = {"healthy", "disease"} - set(self.controls)
@@ -43,6 +46,14 @@ class ScoreConfig:
             raise FibroclassError(f"score config: inference.batch_size must be >= 1, got {self.batch_size}")
         if self.num_workers < 0:
             raise FibroclassError(f"score config: inference.num_workers must be >= 0, got {self.num_workers}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise FibroclassError(
+                f"score config: inference.precision must be auto, fp32 or bf16, got {self.precision!r}"
+            )
+        if self.chunk_fields < 1:
+            raise FibroclassError(
+                f"score config: inference.chunk_fields must be >= 1, got {self.chunk_fields}"
+            )
 
 
 # YAML section -> {yaml key: ScoreConfig attribute}; top-level scalars map to themselves.
@@ -50,7 +61,14 @@ _SECTIONS = {
     "discovery": {"naming": "naming", "pattern": "pattern", "channels": "channels"},
     "platemap": {"columns": "platemap_columns"},
     "qc": {"z_prime_min": "z_prime_min"},
-    "inference": {"batch_size": "batch_size", "num_workers": "num_workers", "device": "device"},
+    "inference": {
+        "batch_size": "batch_size",
+        "num_workers": "num_workers",
+        "device": "device",
+        "precision": "precision",
+        "compile": "compile",
+        "chunk_fields": "chunk_fields",
+    },
 }
 _TOP_LEVEL = {"controls", "reference", "compounds"}
 
@@ -73,7 +91,12 @@ def config_from_dict(raw: dict[str, Any], source: str = "score config") -> Score
         else:
             known = sorted(_TOP_LEVEL | set(_SECTIONS))
             raise FibroclassError(f"{source}: unknown key '{key}' (known: {known})")
-    for name, kind in (("z_prime_min", float), ("batch_size", int), ("num_workers", int)):
+    for name, kind in (
+        ("z_prime_min", float),
+        ("batch_size", int),
+        ("num_workers", int),
+        ("chunk_fields", int),
+    ):
         if name in kwargs:
             try:
                 kwargs[name] = kind(kwargs[name])

@@ -1,14 +1,23 @@
-"""Field inference: read → downsample → tile → batched model → per-field disease score and embedding.
+"""Field inference: read → features → downsample → tile → batched model → per-field score and embedding.
 
-Tiles of several fields share a forward batch; a torch DataLoader (optionally with workers) reads and
-tiles the next fields while the model computes. A field that cannot be read becomes a flagged row
-(`qc_pass=False`, `qc_reason="unreadable: ..."`, NaN scores) instead of stopping the run.
+Data path (built so that reading the files is the bottleneck, not Python):
+- a torch DataLoader with `num_workers` processes decodes fields (and computes the per-field features of
+  `scoring.features` on the decoded pixels) while the model runs; items arrive in field order;
+- tiles of consecutive fields share forward batches; on CUDA the tiles are pinned, copied
+  asynchronously, `channels_last`, under bf16 autocast (`precision="auto"`), optionally `torch.compile`d,
+  and the results of batch k are copied back only after batch k+1 was launched;
+- `iter_field_results` yields each field as soon as its last tile is scored, so callers can stream
+  results to disk (`scoring.pipeline` writes per-plate chunks); `score_fields` collects them in memory.
+
+A field that cannot be read becomes a flagged row (`qc_pass=False`, `qc_reason="unreadable: ..."`,
+NaN scores) instead of stopping the run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -22,6 +31,10 @@ from fibroclass.errors import FibroclassError
 from fibroclass.io.images import read_field
 from fibroclass.models.spec import ModelSpec
 from fibroclass.schema import DISEASE_SCORE, NUCLEI_COUNT, P_DISEASE, QC_PASS, QC_REASON, path_col
+from fibroclass.scoring.features import FIELD_FEATURES, FieldFeature, compute_features
+
+FEATURE_ERROR = "feature_error"  # field column: features that raised on this field (empty when none)
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class TileModel(Protocol):
@@ -34,33 +47,51 @@ class TileModel(Protocol):
     def embed(self, x: torch.Tensor) -> torch.Tensor: ...  # (N, C, H, W) -> (N, D)
 
 
-class FieldTiles(Dataset):
-    """Map-style dataset: item i = (i, tiles (T, C, crop, crop) float32 tensor or None, error message)."""
+# One DataLoader item: (field number, tiles (T, C, S, S) float32 or None, features, error message).
+FieldItem = tuple[int, torch.Tensor | None, dict[str, Any], str]
 
-    def __init__(self, paths: Sequence[Sequence[str]], factor: int, crop_size: int) -> None:
+
+class FieldTiles(Dataset):
+    """Map-style dataset over fields: decode, compute per-field features, downsample, tile."""
+
+    def __init__(
+        self,
+        paths: Sequence[Sequence[str]],
+        factor: int,
+        crop_size: int,
+        channels: Sequence[str] = (),
+        features: Sequence[FieldFeature] = (),
+    ) -> None:
         self.paths = [list(p) for p in paths]
         self.factor = factor
         self.crop_size = crop_size
+        self.channels = tuple(channels)
+        self.features = list(features)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
+    def __getitem__(self, i: int) -> FieldItem:
         paths = self.paths[i]
-        missing = [p for p in paths if not isinstance(p, str) or not p]
-        if missing:
-            return i, None, "unreadable: a channel file is missing for this field"
+        if any(not isinstance(p, str) or not p for p in paths):
+            return i, None, {}, "unreadable: a channel file is missing for this field"
         try:
             img = read_field(paths)
-            tiles = tile_field(downsample(img, self.factor), self.crop_size)
         except FibroclassError as exc:
-            return i, None, f"unreadable: {exc}"
+            return i, None, {}, f"unreadable: {exc}"
         except Exception as exc:  # noqa: BLE001 - any bad file must become a flagged row, never a crash
-            return i, None, f"unreadable: {type(exc).__name__}: {exc} ({paths})"
-        return i, torch.from_numpy(np.ascontiguousarray(tiles)), ""
+            return i, None, {}, f"unreadable: {type(exc).__name__}: {exc} ({paths})"
+        values, feature_error = compute_features(img, self.channels, self.features)
+        if feature_error:
+            values[FEATURE_ERROR] = feature_error
+        try:
+            tiles = tile_field(downsample(img, self.factor), self.crop_size)
+        except Exception as exc:  # noqa: BLE001
+            return i, None, values, f"unreadable: {type(exc).__name__}: {exc} ({paths})"
+        return i, torch.from_numpy(np.ascontiguousarray(tiles)), values, ""
 
 
-def _keep_item(item: tuple[int, torch.Tensor | None, str]) -> tuple[int, torch.Tensor | None, str]:
+def _keep_item(item: FieldItem) -> FieldItem:
     """DataLoader collate for batch_size=None: hand each field through unchanged."""
     return item
 
@@ -91,7 +122,74 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def _field_paths(index: pd.DataFrame, channels: Sequence[str]) -> list[list[str]]:
+def resolve_precision(precision: str, dev: torch.device) -> str:
+    """`auto` → bf16 on a CUDA device that supports it, else fp32; `fp32`/`bf16` as given."""
+    if precision not in PRECISIONS:
+        raise FibroclassError(f"unknown precision '{precision}' (use {', '.join(PRECISIONS)})")
+    if precision != "auto":
+        return precision
+    return "bf16" if dev.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+
+
+@dataclass
+class Runner:
+    """The model placed for inference: device, memory format, autocast dtype, optional compile."""
+
+    model: TileModel
+    device: torch.device
+    precision: str = "fp32"
+    channels_last: bool = False
+    fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, torch.nn.Module):
+            self.model = self.model.to(self.device).eval()
+            if self.channels_last:
+                self.model = self.model.to(memory_format=torch.channels_last)
+        self.fn = lambda x: embed_and_logits(self.model, x)
+
+    def compile(self) -> None:
+        """`torch.compile` the forward (dynamic batch size: the last batch of a run is smaller)."""
+        self.fn = torch.compile(self.fn, dynamic=True)
+
+    def launch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start the forward of a CPU batch; returns device tensors (copied back later)."""
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"),
+        ):
+            emb, logits = self.fn(x)
+        return emb.float().reshape(len(x), -1), logits.float().reshape(len(x))
+
+
+def make_runner(
+    model: TileModel, device: str = "auto", precision: str = "auto", compile: bool = False
+) -> Runner:
+    """Place `model` for scoring: `channels_last` on CUDA, bf16 autocast per `precision`, compiled if asked."""
+    dev = resolve_device(device)
+    runner = Runner(model, dev, resolve_precision(precision, dev), channels_last=dev.type == "cuda")
+    if compile:
+        runner.compile()
+    return runner
+
+
+@dataclass
+class FieldResult:
+    """One scored field: number in the input order, mean tile logit and embedding, tiles, features."""
+
+    i: int
+    logit: float  # mean tile logit (NaN when unreadable)
+    embedding: np.ndarray | None  # (D,) float32 mean tile embedding (None when unreadable)
+    n_tiles: int
+    features: dict[str, Any]
+    reason: str  # "" or "unreadable: ..."
+
+
+def field_paths(index: pd.DataFrame, channels: Sequence[str]) -> list[list[str]]:
+    """Per-field channel paths in model channel order; names missing `path_<channel>` columns."""
     cols = [path_col(c) for c in channels]
     missing = [c for c in cols if c not in index.columns]
     if missing:
@@ -102,9 +200,13 @@ def _field_paths(index: pd.DataFrame, channels: Sequence[str]) -> list[list[str]
     return [[p if isinstance(p, str) else "" for p in row] for row in index[cols].itertuples(index=False)]
 
 
-def _progress(enabled: bool) -> Progress:
+_field_paths = field_paths  # backwards-compatible name
+
+
+def progress_bar(enabled: bool, label: str = "scoring fields") -> Progress:
+    """The rich progress bar of scoring (on stderr, removed when done)."""
     return Progress(
-        TextColumn("scoring fields"),
+        TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
@@ -114,6 +216,142 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
+def make_loader(dataset: FieldTiles, num_workers: int, pin_memory: bool) -> DataLoader:
+    """In-order loader of single fields; workers decode ahead (4 fields each) while the model runs."""
+    return DataLoader(
+        dataset,
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_keep_item,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if num_workers > 0 else None,
+        persistent_workers=False,
+    )
+
+
+def iter_field_results(
+    paths: Sequence[Sequence[str]],
+    runner: Runner,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    features: Sequence[FieldFeature] | None = None,
+) -> Iterator[FieldResult]:
+    """Score fields (a path list per field, model channel order), yielding each field once complete.
+
+    Fields are yielded in completion order (unreadable fields at once, others when their last tile
+    was scored), which is input order except that unreadable fields may come early.
+    """
+    if batch_size < 1:
+        raise FibroclassError(f"batch size must be >= 1, got {batch_size}")
+    spec: ModelSpec = runner.model.spec
+    feats = list(FIELD_FEATURES if features is None else features)
+    dataset = FieldTiles(paths, spec.downsample, spec.crop_size, spec.channels, feats)
+    loader = make_loader(dataset, num_workers, pin_memory=runner.device.type == "cuda")
+
+    # Per field in flight: tiles still to score, running sums, features.
+    left: dict[int, int] = {}
+    logit_sum: dict[int, float] = {}
+    emb_sum: dict[int, np.ndarray] = {}
+    feats_of: dict[int, dict[str, Any]] = {}
+    n_tiles: dict[int, int] = {}
+    buf: list[torch.Tensor] = []
+    owners: list[np.ndarray] = []
+    buffered = 0
+    pending: tuple[torch.Tensor, torch.Tensor, np.ndarray] | None = None
+
+    def take(count: int) -> tuple[torch.Tensor, np.ndarray]:
+        nonlocal buf, owners, buffered
+        x_all = torch.cat(buf) if len(buf) > 1 else buf[0]
+        own_all = np.concatenate(owners)
+        buf, owners = ([x_all[count:]], [own_all[count:]]) if count < len(own_all) else ([], [])
+        buffered -= count
+        return x_all[:count], own_all[:count]
+
+    def resolve(batch: tuple[torch.Tensor, torch.Tensor, np.ndarray]) -> Iterator[FieldResult]:
+        emb_t, logit_t, own = batch
+        emb, logits = emb_t.cpu().numpy(), logit_t.cpu().numpy().astype(np.float64)
+        starts = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])  # owners are non-decreasing runs
+        l_sums = np.add.reduceat(logits, starts)
+        e_sums = np.add.reduceat(emb.astype(np.float64), starts, axis=0)
+        counts = np.diff(np.r_[starts, len(own)])
+        for k, s in enumerate(starts):
+            i = int(own[s])
+            logit_sum[i] += float(l_sums[k])
+            emb_sum[i] = e_sums[k] if i not in emb_sum else emb_sum[i] + e_sums[k]
+            left[i] -= int(counts[k])
+            if left[i] == 0:
+                n = n_tiles.pop(i)
+                yield FieldResult(
+                    i,
+                    logit_sum.pop(i) / n,
+                    (emb_sum.pop(i) / n).astype(np.float32),
+                    n,
+                    feats_of.pop(i),
+                    "",
+                )
+                del left[i]
+
+    def run(count: int) -> Iterator[FieldResult]:
+        nonlocal pending
+        x, own = take(count)
+        launched = (*runner.launch(x), own)
+        if pending is not None:
+            yield from resolve(pending)
+        pending = launched
+
+    for i, tiles, values, reason in loader:
+        if tiles is None:
+            yield FieldResult(i, float("nan"), None, 0, values, reason)
+            continue
+        left[i] = n_tiles[i] = len(tiles)
+        logit_sum[i] = 0.0
+        feats_of[i] = values
+        buf.append(tiles)
+        owners.append(np.full(len(tiles), i, dtype=np.int64))
+        buffered += len(tiles)
+        while buffered >= batch_size:
+            yield from run(batch_size)
+    if buffered:
+        yield from run(buffered)
+    if pending is not None:
+        yield from resolve(pending)
+
+
+def results_frame(
+    index: pd.DataFrame, results: Sequence[FieldResult], temperature: float, embedding_dim: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The field rows of `index` (row i ↔ result with `i`) with score, QC and feature columns added,
+    plus the (n, D) float32 mean embeddings (NaN rows for unreadable fields)."""
+    fields = index.reset_index(drop=True).copy()
+    n = len(fields)
+    by_i = {r.i: r for r in results}
+    if sorted(by_i) != list(range(n)):
+        raise FibroclassError(f"internal: {len(by_i)} results for {n} fields")
+    ordered = [by_i[i] for i in range(n)]
+    dims = {len(r.embedding) for r in ordered if r.embedding is not None}
+    dim = dims.pop() if dims else int(embedding_dim)
+    embeddings = np.full((n, dim), np.nan, dtype=np.float32)
+    score = np.full(n, np.nan)
+    for k, r in enumerate(ordered):
+        if r.embedding is not None:
+            embeddings[k] = r.embedding
+            score[k] = r.logit / float(temperature)
+    fields[DISEASE_SCORE] = score
+    fields[P_DISEASE] = 1.0 / (1.0 + np.exp(-score))
+    fields[NUCLEI_COUNT] = np.nan  # a feature may provide it below
+    fields[QC_PASS] = np.isfinite(score)
+    fields[QC_REASON] = [r.reason for r in ordered]
+    feature_rows = [r.features for r in ordered]
+    columns = list(dict.fromkeys(k for row in feature_rows for k in row))
+    for col in columns:
+        values = [row.get(col, np.nan) for row in feature_rows]
+        if col == FEATURE_ERROR:
+            values = ["" if v is np.nan else v for v in values]
+        fields[col] = values
+    return fields, embeddings
+
+
 def score_fields(
     index: pd.DataFrame,
     model: TileModel,
@@ -121,87 +359,24 @@ def score_fields(
     device: str = "cpu",
     progress: bool = True,
     num_workers: int = 0,
+    features: Sequence[FieldFeature] | None = None,
+    precision: str = "auto",
+    compile: bool = False,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Score every field of `index` (one row per field, a `path_<channel>` column per model channel).
 
     Returns the index with `disease_score` (mean tile logit / temperature), `p_disease`,
-    `nuclei_count` (NaN: filled by the nuclei module), `qc_pass` and `qc_reason` added, and a
-    (n_fields, D) float32 array of mean tile embeddings in the same row order (NaN rows when unreadable).
+    `nuclei_count` (NaN unless a feature provides it), `qc_pass`, `qc_reason` and the per-field feature
+    columns added, and a (n_fields, D) float32 array of mean tile embeddings in the same row order (NaN
+    rows when unreadable). `features` default to `scoring.features.FIELD_FEATURES`.
     """
-    if batch_size < 1:
-        raise FibroclassError(f"batch size must be >= 1, got {batch_size}")
     spec: ModelSpec = model.spec
-    fields = index.reset_index(drop=True).copy()
-    n = len(fields)
-    paths = _field_paths(fields, spec.channels)
-    dev = resolve_device(device)
-    module = model.to(dev) if isinstance(model, torch.nn.Module) else model
-    if isinstance(module, torch.nn.Module):
-        module.eval()
-
-    logit_sum = np.zeros(n, dtype=np.float64)
-    emb_sum: np.ndarray | None = None
-    tiles_left = np.zeros(n, dtype=np.int64)
-    reasons = [""] * n
-
-    loader = DataLoader(
-        FieldTiles(paths, spec.downsample, spec.crop_size),
-        batch_size=None,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=_keep_item,
-    )
-    buf: list[torch.Tensor] = []
-    owners: list[np.ndarray] = []
-    buffered = 0
-
-    def run_batch(take: int, bar: Progress, task: int) -> None:
-        nonlocal buf, owners, buffered, emb_sum
-        x_all = torch.cat(buf) if len(buf) > 1 else buf[0]
-        own_all = np.concatenate(owners)
-        x, own = x_all[:take], own_all[:take]
-        buf, owners = ([x_all[take:]], [own_all[take:]]) if take < len(own_all) else ([], [])
-        buffered -= take
-        with torch.inference_mode():
-            emb_t, logit_t = embed_and_logits(module, x.to(dev))
-            emb = emb_t.float().reshape(take, -1).cpu().numpy()
-            logits = logit_t.float().reshape(take).cpu().numpy()
-        if emb_sum is None:
-            emb_sum = np.zeros((n, emb.shape[1]), dtype=np.float64)
-        np.add.at(logit_sum, own, logits)
-        np.add.at(emb_sum, own, emb)
-        np.subtract.at(tiles_left, own, 1)
-        touched = np.unique(own)
-        bar.advance(task, int((tiles_left[touched] == 0).sum()))  # fields whose last tile was in this batch
-
-    n_tiles = np.zeros(n, dtype=np.int64)
-    with _progress(progress) as bar:
-        task = bar.add_task("fields", total=n)
-        for i, tiles, reason in loader:
-            if tiles is None:
-                reasons[i] = reason
-                bar.advance(task, 1)
-                continue
-            n_tiles[i] = tiles_left[i] = len(tiles)
-            buf.append(tiles)
-            owners.append(np.full(len(tiles), i, dtype=np.int64))
-            buffered += len(tiles)
-            while buffered >= batch_size:
-                run_batch(batch_size, bar, task)
-        if buffered:
-            run_batch(buffered, bar, task)
-
-    ok = n_tiles > 0
-    score = np.full(n, np.nan)
-    score[ok] = logit_sum[ok] / n_tiles[ok] / float(spec.temperature)
-    dim = emb_sum.shape[1] if emb_sum is not None else int(spec.embedding_dim)
-    embeddings = np.full((n, dim), np.nan, dtype=np.float32)
-    if emb_sum is not None:
-        embeddings[ok] = (emb_sum[ok] / n_tiles[ok, None]).astype(np.float32)
-
-    fields[DISEASE_SCORE] = score
-    fields[P_DISEASE] = 1.0 / (1.0 + np.exp(-score))
-    fields[NUCLEI_COUNT] = np.nan
-    fields[QC_PASS] = ok
-    fields[QC_REASON] = reasons
-    return fields, embeddings
+    paths = field_paths(index, spec.channels)
+    runner = make_runner(model, device, precision, compile)
+    results: list[FieldResult] = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("fields", total=len(paths))
+        for r in iter_field_results(paths, runner, batch_size, num_workers, features):
+            results.append(r)
+            bar.advance(task, 1)
+    return results_frame(index, results, spec.temperature, spec.embedding_dim)

@@ -108,8 +108,11 @@ def _write_text(text: str) -> Callable[[Path], None]:
     return lambda tmp: tmp.write_text(text)
 
 
-def _write_npy(arr: np.ndarray) -> Callable[[Path], None]:
+def _write_npy(arr: np.ndarray | Path) -> Callable[[Path], None]:
     def write(tmp: Path) -> None:
+        if isinstance(arr, Path):  # an .npy already written next to the outputs (streamed by plate)
+            os.replace(arr, tmp)
+            return
         with open(tmp, "wb") as fh:
             np.save(fh, np.asarray(arr, dtype=np.float32))
 
@@ -119,7 +122,7 @@ def _write_npy(arr: np.ndarray) -> Callable[[Path], None]:
 def write_outputs(
     out_dir: str | Path,
     fields: pd.DataFrame,
-    field_embeddings: np.ndarray,
+    field_embeddings: np.ndarray | Path,
     wells: pd.DataFrame,
     well_embeddings: np.ndarray,
     compounds: pd.DataFrame,
