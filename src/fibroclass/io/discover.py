@@ -13,6 +13,7 @@ import pandas as pd
 from fibroclass.errors import FibroclassError
 from fibroclass.io.formats import FORMATS, Format, ImageFile, RegexFormat, get_format
 from fibroclass.io.formats.base import examples, image_names
+from fibroclass.io.formats.stacks import ZChoice, check_z, with_z
 from fibroclass.io.pixels import annotate_fields
 from fibroclass.io.wells import well_row_col, well_sort_key
 from fibroclass.schema import COL, PLATE, ROW, SITE, WELL, path_col
@@ -48,24 +49,27 @@ def _normalize_channel_map(channel_map: Mapping[str, str] | None) -> dict[str, s
     return cmap
 
 
-def _choose_format(folder: Path, naming: str, custom: Format | None) -> Format | None:
+def _choose_format(folder: Path, naming: str, custom: Format | None, z: ZChoice = "max") -> Format | None:
     if custom is not None:
         return custom
     if naming == "auto":
-        return next((fmt for fmt in FORMATS.values() if fmt.detect(folder)), None)
-    fmt = get_format(naming)
+        return next((with_z(fmt, z) for fmt in FORMATS.values() if fmt.detect(folder)), None)
+    fmt = with_z(get_format(naming), z)
     return fmt if (fmt.detect(folder) or image_names(folder)) else None
 
 
-def _scan_root(root: Path, naming: str, custom: Format | None, result: DiscoveryResult) -> list[ImageFile]:
+def _scan_root(
+    root: Path, naming: str, custom: Format | None, result: DiscoveryResult, z: ZChoice = "max"
+) -> list[ImageFile]:
     files: list[ImageFile] = []
     n_images = 0
+    claimed = False  # an index/container format took a folder (its images may not be TIFFs in it)
     for dirpath, dirnames, _ in os.walk(root):
         dirnames.sort()
         folder = Path(dirpath)
         names = image_names(folder)
         n_images += len(names)
-        fmt = _choose_format(folder, naming, custom)
+        fmt = _choose_format(folder, naming, custom, z)
         if fmt is None:
             if names:
                 result.problems.append(
@@ -78,8 +82,9 @@ def _scan_root(root: Path, naming: str, custom: Format | None, result: Discovery
         files.extend(scan.files)
         result.problems.extend(scan.problems)
         if fmt.covers_subfolders:
+            claimed = True
             dirnames.clear()
-    if n_images == 0 and not files:
+    if n_images == 0 and not files and not claimed:
         raise FibroclassError(f"no TIFF images found in {root} or its subfolders")
     return files
 
@@ -130,14 +135,16 @@ def discover_fields(
     naming: str = "auto",
     channel_map: Mapping[str, str] | None = None,
     pattern: str | None = None,
+    z: ZChoice = "max",
 ) -> DiscoveryResult:
     """Find every field under `roots` (each a plate folder, a folder of plate folders, or a flat export).
 
     `naming`: "auto" (detected per folder), a registered format ("imagexpress", "operetta") or "custom"
     with `pattern` (a regex with named groups, see `formats.regex`; a pattern implies custom naming).
     `channel_map`: raw channel token -> channel name (default `DEFAULT_CHANNEL_MAP`); tokens not in it
-    are ignored and reported. Fields missing a channel, duplicate files and unparseable TIFFs are listed in
-    `.problems` and left out of `.fields`. Raises FibroclassError when a root is missing, holds no TIFFs
+    are ignored and reported (a token may also be a channel name from the export's metadata).
+    `z`: Z-stacks become their maximum projection ("max") or plane `z` (1-based). Fields missing a
+    channel, duplicate files and unparseable TIFFs are listed in `.problems` and left out of `.fields`. Raises FibroclassError when a root is missing, holds no TIFFs
     at all, or no complete field is found.
     """
     if isinstance(roots, (str, Path)):
@@ -154,7 +161,7 @@ def discover_fields(
         root = Path(os.path.abspath(root))
         if not root.is_dir():
             raise FibroclassError(f"image folder {root} does not exist or is not a folder")
-        files.extend(_scan_root(root, naming, custom, result))
+        files.extend(_scan_root(root, naming, custom, result, check_z(z)))
     files = list({f.path: f for f in files}.values())  # overlapping roots find a file twice
     result.fields = _assemble(files, cmap, result.problems)
     if not result.fields.empty:  # bit depth per plate, pixel size per field (io.pixels)

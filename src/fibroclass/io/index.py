@@ -74,6 +74,7 @@ def build_index(
     channel_map: Mapping[str, str] | None = None,
     column_map: Mapping[str, str] | None = None,
     pattern: str | None = None,
+    z: str | int = "max",
 ) -> IndexResult:
     """Discover fields under `roots` (see `discover_fields`) and join them with the plate map on (plate, well).
 
@@ -83,7 +84,7 @@ def build_index(
     concentration_uM, donor, genotype, extras); rows sorted by plate, well, site.
     """
     platemap_path = Path(platemap_path)
-    disc = discover_fields(roots, naming=naming, channel_map=channel_map, pattern=pattern)
+    disc = discover_fields(roots, naming=naming, channel_map=channel_map, pattern=pattern, z=z)
     fields = disc.fields
     warnings = [f"discovery: {p}" for p in disc.problems]
     image_plates = sorted(set(fields[PLATE]))

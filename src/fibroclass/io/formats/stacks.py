@@ -6,6 +6,7 @@ export numbers planes (Harmony PlaneID, ImageXpress ZStep_N). Only the first tim
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 from fibroclass.errors import FibroclassError
@@ -50,3 +51,12 @@ def first_timepoint(timepoints: set[int], where: str, problems: list[str]) -> in
     if len(timepoints) > 1:
         problems.append(f"{where} holds {len(timepoints)} timepoints; only timepoint {first} is indexed")
     return first
+
+
+def with_z(fmt: object, z: ZChoice) -> object:
+    """`fmt` reading stacks with `z` (a copy; formats without stacks are returned as they are)."""
+    if not hasattr(fmt, "z") or check_z(z) == fmt.z:
+        return fmt
+    clone = copy.copy(fmt)
+    clone.z = check_z(z)
+    return clone
