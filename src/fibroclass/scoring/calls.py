@@ -161,6 +161,11 @@ def _fmt_conc(c: float) -> str:
     return f"{c:.3g} µM"
 
 
+def _pct(x: float) -> str:
+    """Whole percent without a negative zero."""
+    return f"{round(x) + 0:d}%"
+
+
 def _dose_dependent(d: pd.DataFrame, fit: Fit4PL | None, p: CallParams) -> tuple[bool, str]:
     if fit is not None and fit.converged and not fit.flat and math.isfinite(fit.ec50_uM):
         if fit.r2 >= p.hit_min_r2:
@@ -229,7 +234,7 @@ def _call_one(d: pd.DataFrame, fit: Fit4PL | None, p: CallParams) -> tuple[str, 
         return "toxic", "; ".join([reason, rescue, *notes[1:]]), summary
     if len(offt_viable):
         on_axis = float(offt_viable[ON_TARGET_PCT].median())
-        axis_txt = f", on-target {on_axis:.0f}%" if math.isfinite(on_axis) else ""
+        axis_txt = f", on-target {_pct(on_axis)}" if math.isfinite(on_axis) else ""
         reason = (
             f"morphology off the disease axis (z={offt_viable[OFFTARGET_Z].max():.1f} ≥ "
             f"{p.offtarget_z_min:g}) at {len(offt_viable)} viable dose(s){axis_txt}"

@@ -206,6 +206,7 @@ def fit_4pl(
     p_trend = _f_test_p(sse_null, sse, 3, len(y) - 4)
     fit.flat = effect < p.flat_min_amplitude or p_trend > p.flat_p_value
     if fit.flat:
+        fit.hill = math.nan  # no slope without a response; top/bottom stay for drawing the fit
         fit.emax_pct = float(np.mean(y[conc == doses[-1]]))
         fit.message = f"flat response (effect {effect:.1f} in range, trend p={p_trend:.2g}): no EC50"
         return fit
