@@ -85,8 +85,7 @@ def plate_heatmap(
         grid[r, c] = value
     scale = 0.42 if shape[1] <= 12 else 0.28 if shape[1] <= 24 else 0.17
     fig, ax = plt.subplots(figsize=(shape[1] * scale + 1.6, shape[0] * scale + 0.9))
-    cm = plt.get_cmap(cmap).copy()
-    cm.set_bad("#d9d9d9")
+    cm = plt.get_cmap(cmap).with_extremes(bad="#d9d9d9")
     im = ax.imshow(np.ma.masked_invalid(grid), cmap=cm, vmin=vmin, vmax=vmax, aspect="equal")
     if ROLE in plate_wells and shape[1] <= 24:
         for well, role in zip(plate_wells[WELL], plate_wells[ROLE], strict=True):
