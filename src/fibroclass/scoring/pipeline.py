@@ -56,7 +56,7 @@ from fibroclass.scoring.inference import (
     score_fields,
 )
 from fibroclass.scoring.normalize import normalize_plates
-from fibroclass.scoring.outputs import FILES, write_outputs
+from fibroclass.scoring.outputs import FILES, field_table, well_table, write_outputs
 from fibroclass.scoring.parts import PARTS_DIR, Chunk, model_fingerprint, plan_chunks, shard_plates
 from fibroclass.scoring.plate_qc import plate_qc
 
@@ -131,6 +131,9 @@ def _score_chunks(
     if not chunks:
         return
     spec = runner.model.spec
+    for folder in {c.stem.parent for c in chunks}:  # temp files of a killed run on these plates
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
     rows = np.concatenate([c.rows for c in chunks])
     owner = np.repeat(np.arange(len(chunks)), [len(c.rows) for c in chunks])
     start = np.cumsum([0] + [len(c.rows) for c in chunks])
@@ -347,9 +350,9 @@ def _finish(
     files = write_outputs(out, fields, field_emb_file, wells, well_emb, compounds, qc, cfg.z_prime_min, info)
     return ScoreResult(
         out_dir=out,
-        fields=fields,
+        fields=field_table(fields),  # as written: contract column order
         field_embeddings=np.load(out / "embeddings.npy", mmap_mode="r"),
-        wells=wells,
+        wells=well_table(wells),
         well_embeddings=well_emb,
         compounds=compounds,
         plate_qc=qc,
