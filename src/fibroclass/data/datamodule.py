@@ -13,7 +13,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from fibroclass.data.datasets import FieldCropDataset, FieldTileDataset
-from fibroclass.data.fields import FieldCache, channel_paths, field_labels
+from fibroclass.data.fields import FieldCache, channel_paths, field_labels, make_field_cache
+from fibroclass.data.illumination import (
+    DISABLED,
+    FieldReader,
+    IlluminationSettings,
+    PlateCorrections,
+    training_pixel_size,
+)
 from fibroclass.data.stats import channel_stats
 from fibroclass.data.transforms import AugmentConfig, apply_transform, build_train_transform
 from fibroclass.errors import FibroclassError
@@ -57,6 +64,10 @@ class FibroDataModule(L.LightningDataModule):
         augment: apply the training augmentation (`augmentation` sets its ranges); never at eval.
         stats_max_fields: training fields sampled for the per-channel mean/std.
         seed: seed of the statistics' field sample.
+        cache_dir: decode each field once into memory-mapped `.npy` files there (`data.cache`), shared
+            by DataLoader workers, DDP ranks and later runs; default: decode into each process's memory.
+        illumination: per-plate flat-field + intensity normalization (`data.illumination`), estimated from
+            each plate's fields and stored in the model spec so scoring applies the same correction.
     """
 
     def __init__(
@@ -74,6 +85,8 @@ class FibroDataModule(L.LightningDataModule):
         augmentation: AugmentConfig | None = None,
         stats_max_fields: int = 64,
         seed: int = 0,
+        cache_dir: str | None = None,
+        illumination: bool = True,
     ) -> None:
         super().__init__()
         if crop_size < 8 or downsample < 1 or crops_per_field < 1 or batch_size < 1:
@@ -95,6 +108,9 @@ class FibroDataModule(L.LightningDataModule):
         self.augmentation = augmentation
         self.stats_max_fields = int(stats_max_fields)
         self.seed = int(seed)
+        self.cache_dir = cache_dir
+        self.illumination = IlluminationSettings() if illumination else DISABLED
+        self.corrections: PlateCorrections | None = None  # per-plate estimates, set in setup()
         self._manifest: Any = None
         self.frames: dict[str, pd.DataFrame] = {}
         self.caches: dict[str, FieldCache] = {}
@@ -161,10 +177,27 @@ class FibroDataModule(L.LightningDataModule):
         if self.frames:
             return
         self.frames = self._read_frames()
+        every = pd.concat(self.frames.values(), ignore_index=True)
+        self.corrections = PlateCorrections.estimate(
+            every, self.channels, self.illumination, training_pixel_size(every)
+        )
         self.caches = {
-            s: FieldCache(channel_paths(f, self.channels), self.downsample) for s, f in self.frames.items()
+            s: make_field_cache(
+                channel_paths(f, self.channels),
+                self.downsample,
+                self.cache_dir,
+                FieldReader(f, self.channels, self.corrections),
+            )
+            for s, f in self.frames.items()
         }
         self.mean, self.std = channel_stats(self.caches["train"], self.stats_max_fields, self.seed)
+
+    def prepare_data(self) -> None:
+        """With `cache_dir`: decode every field of every split into the on-disk cache (once per node)."""
+        if self.cache_dir:
+            self.setup()
+            for cache in self.caches.values():
+                cache.preload()
 
     def model_spec_kwargs(self) -> dict[str, Any]:
         """What the classifier's `ModelSpec` takes from the data: channels, sizes, training-split stats."""
@@ -175,6 +208,8 @@ class FibroDataModule(L.LightningDataModule):
             "downsample": self.downsample,
             "mean": list(self.mean or []),
             "std": list(self.std or []),
+            "pixel_size_um": self.corrections.target_pixel_size_um if self.corrections else None,
+            "extra": {"illumination": self.illumination.to_dict()},
         }
 
     def _labels(self, split: str) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Getting one field as a (C, H, W) float32 array: decode, downsample, cache.
 
 `FieldCache.get(i)` is the single place training reads pixels; it uses the same `read_field` and
-`downsample` as scoring, so both see identical inputs. The cache is in memory (small data sets); a
-memory-mapped on-disk cache can replace `FieldCache` without touching the datasets.
+`downsample` as scoring, so both see identical inputs. `FieldCache` keeps fields in memory (small data
+sets); `make_field_cache(..., cache_dir=...)` returns the memory-mapped on-disk `data.cache.MemmapFieldCache`
+(decode once, shared by DataLoader workers and DDP ranks) without touching the datasets.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from fibroclass.data.illumination import FieldReader
 from fibroclass.data.preprocess import downsample as downsample_field
 from fibroclass.errors import FibroclassError
 from fibroclass.io.images import read_field
@@ -47,8 +49,11 @@ def field_labels(frame: pd.DataFrame) -> np.ndarray:
 class FieldCache:
     """Fields of one split, decoded and downsampled on first use, then kept in memory."""
 
-    def __init__(self, paths: Sequence[Sequence[str]], downsample: int = 1) -> None:
+    def __init__(
+        self, paths: Sequence[Sequence[str]], downsample: int = 1, reader: FieldReader | None = None
+    ) -> None:
         self.paths = [list(p) for p in paths]
+        self.reader = reader  # row i -> corrected (C, H, W) field (data.illumination); None: read_field
         self.downsample = int(downsample)
         if self.downsample < 1:
             raise FibroclassError(f"downsample must be >= 1, got {downsample}")
@@ -57,11 +62,22 @@ class FieldCache:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def load(self, i: int) -> np.ndarray:
+        """Decode and prepare field `i` (no caching): the one place a training field's pixels come from."""
+        if self.reader is None:
+            return load_field(self.paths[i], self.downsample)
+        return np.ascontiguousarray(downsample_field(self.reader(i), self.downsample), dtype=np.float32)
+
+    def cache_key(self) -> str:
+        """The preparation settings `load` depends on (part of the on-disk cache key, `data.cache`)."""
+        prep = self.reader.cache_key() if self.reader is not None else "load_field"
+        return f"{prep}:downsample={self.downsample}"
+
     def get(self, i: int) -> np.ndarray:
         """Field `i` as (C, H, W) float32."""
         img = self._cache.get(i)
         if img is None:
-            img = load_field(self.paths[i], self.downsample)
+            img = self.load(i)
             self._cache[i] = img
         return img
 
@@ -69,3 +85,19 @@ class FieldCache:
         """Decode every field now (before DataLoader workers fork, so they share the pages)."""
         for i in range(len(self)):
             self.get(i)
+
+
+def make_field_cache(
+    paths: Sequence[Sequence[str]],
+    downsample: int = 1,
+    cache_dir: str | None = None,
+    reader: FieldReader | None = None,
+) -> FieldCache:
+    """In-memory `FieldCache`, or the on-disk memory-mapped cache under `cache_dir` when given."""
+    if not cache_dir:
+        return FieldCache(paths, downsample, reader)
+    from fibroclass.data.cache import MemmapFieldCache  # noqa: PLC0415 - cache imports this module
+
+    cache = MemmapFieldCache(paths, downsample, cache_dir)
+    cache.reader = reader
+    return cache
