@@ -91,7 +91,9 @@ def test_train_tests_logs_registers_and_reloads(mlflow_uri, split_dir, tmp_path,
     x = torch.rand(6, 2, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), trained(x))
-    assert loaded.spec.to_dict() == trained.spec.to_dict()
+    # the logged spec adds the temperature fitted on the validation donors after training
+    assert {**loaded.spec.to_dict(), "temperature": 1.0} == trained.spec.to_dict()
+    assert loaded.spec.temperature == pytest.approx(metrics["calibration/temperature"])
     assert loaded.spec.crop_size == 16 and loaded.spec.mean == pytest.approx(trained.spec.mean)
 
 

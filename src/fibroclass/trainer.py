@@ -21,10 +21,12 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from fibroclass.data.datamodule import FibroDataModule, donors_of
 from fibroclass.errors import FibroclassError
+from fibroclass.evaluator import calibrate_classifier
 from fibroclass.models.checkpoint import AUROCCheckpoint
 from fibroclass.models.classifier import FibroClassifier
 from fibroclass.models.module import FibroModule
 from fibroclass.schema import LABEL_NAMES
+from fibroclass.tracking.cards import write_card
 from fibroclass.tracking.models import LoggedClassifier, log_classifier
 from fibroclass.tracking.plots import confusion_figure, log_figure, log_table, roc_figure
 from fibroclass.tracking.runs import log_dict, log_folder, log_text, make_logger, set_tags
@@ -96,6 +98,12 @@ class FibroCLI(LightningCLI):
         parser.add_argument("--mlflow.register", type=bool, default=True, help="Register the tested model.")
         parser.add_argument(
             "--mlflow.log_checkpoints", type=bool, default=True, help="Upload the best checkpoint."
+        )
+        parser.add_argument(
+            "--mlflow.model_card_dir",
+            type=str | None,
+            default="models",
+            help="Where registered versions' model cards go (null: none).",
         )
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
@@ -214,6 +222,8 @@ def run_training(args: list[str]) -> TrainResult:
         return result
     result.run_id = logger.run_id
     _log_test_outputs(result.run_id, module, dm)
+    # temperature scaling on the validation donors: stored in the spec that is logged below
+    calibrate_classifier(module.classifier, dm.frames["val"], module.test_predictions, result.run_id)
     tags = {"split": dm.split_dir.name, "run_id": result.run_id}
     tags.update({k.replace("/", "_"): f"{v:.4f}" for k, v in metrics.items()})
     result.model = log_classifier(
@@ -225,4 +235,6 @@ def run_training(args: list[str]) -> TrainResult:
         tags=tags,
     )
     set_tags(result.run_id, {"fibroclass.model_uri": result.model.registry_uri or result.model.model_uri})
+    if result.model.version and ml["model_card_dir"]:
+        write_card(result.model.registered_name, result.model.version, ml["model_card_dir"])
     return result

@@ -7,12 +7,14 @@ T < 1 sharpens an underconfident one. Ranking (AUROC) is unchanged.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, logit
 
 from fibroclass.errors import FibroclassError
+from fibroclass.evaluation.metrics import expected_calibration_error
 
 T_BOUNDS = (0.05, 20.0)
 
@@ -66,3 +68,38 @@ def apply_temperature(logits: Sequence[float] | np.ndarray, temperature: float) 
     if not temperature > 0:
         raise FibroclassError(f"temperature must be > 0, got {temperature}")
     return expit(np.asarray(logits, dtype=float) / temperature)
+
+
+@dataclass
+class CalibrationSummary:
+    """A temperature fitted on validation field logits and ECE before/after on validation and test."""
+
+    temperature: float
+    ece: dict[str, float]  # "val/ece_before", "val/ece_after", "test/ece_before", "test/ece_after"
+    n_val: int
+    n_test: int
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """MLflow metrics: the ECEs and ``calibration/temperature``."""
+        return {**self.ece, "calibration/temperature": self.temperature}
+
+
+def calibration_summary(
+    val_y: Sequence[float] | np.ndarray,
+    val_logits: Sequence[float] | np.ndarray,
+    test_y: Sequence[float] | np.ndarray | None = None,
+    test_logits: Sequence[float] | np.ndarray | None = None,
+    n_bins: int = 10,
+) -> CalibrationSummary:
+    """Fit T on the validation fields (`fit_temperature`) and measure ECE before (T = 1) and after."""
+    temperature = fit_temperature(val_logits, val_y)
+    ece: dict[str, float] = {}
+    sets = [("val", val_y, val_logits)]
+    if test_y is not None and test_logits is not None and len(test_y):
+        sets.append(("test", test_y, test_logits))
+    for name, y, z in sets:
+        ece[f"{name}/ece_before"] = expected_calibration_error(y, apply_temperature(z, 1.0), n_bins)
+        ece[f"{name}/ece_after"] = expected_calibration_error(y, apply_temperature(z, temperature), n_bins)
+    n_test = len(test_y) if test_y is not None and len(sets) > 1 else 0
+    return CalibrationSummary(temperature, ece, n_val=len(val_y), n_test=n_test)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -23,6 +24,9 @@ from fibroclass.evaluation.metrics import (
     reliability_curve,
     roc_points,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ArrayLike = Sequence[float] | np.ndarray
 
@@ -152,4 +156,52 @@ def plot_score_vs_coherency(
     rho = spearmanr(c[ok], s[ok]).statistic if ok.sum() >= 3 else float("nan")
     ax.set(xlabel="actin coherency (energy-weighted mean)", ylabel=score_label)
     ax.set_title(f"score vs coherency (Spearman ρ = {rho:.2f}, n = {int(ok.sum())})", fontsize=9)
+    return fig
+
+
+def plot_null(null: ArrayLike, observed: float, title: str = "shuffled-label baseline") -> Figure:
+    """Histogram of the permutation-null AUROCs with the observed AUROC marked."""
+    values = np.asarray(null, dtype=float).ravel()
+    fig = _figure(4.8, 3.4)
+    ax = fig.add_subplot()
+    ax.hist(values, bins=min(30, max(5, np.unique(values).size)), color="lightgrey", edgecolor="grey")
+    ax.axvline(0.5, ls="--", color="grey", lw=1)
+    ax.axvline(observed, color="tab:red", lw=2, label=f"observed {observed:.3f}")
+    ax.set(xlabel="AUROC with shuffled donor labels", ylabel="permutations", xlim=(0, 1))
+    ax.set_title(f"{title}: null mean {values.mean():.3f}", fontsize=9)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def plot_donor_comparison(
+    comparison: pd.DataFrame, models: Sequence[str], group_col: str = schema.DONOR
+) -> Figure:
+    """Per held-out donor, each model's mean p(disease) (bars) against the donor's class (0 or 1, dots)."""
+    rows = comparison[comparison[group_col].astype(str) != "(pooled)"].reset_index(drop=True)
+    fig = _figure(max(4.8, 0.7 * len(rows) + 2), 3.8)
+    ax = fig.add_subplot()
+    x = np.arange(len(rows))
+    width = 0.8 / max(1, len(models))
+    for i, name in enumerate(models):
+        col = f"{name}_mean_p"
+        if col in rows.columns:
+            auroc_col = f"{name}_auroc"
+            ax.bar(x + (i - (len(models) - 1) / 2) * width, rows[col], width, label=name)
+            if auroc_col in rows.columns:
+                for xi, (mp, au) in enumerate(zip(rows[col], rows[auroc_col], strict=True)):
+                    if np.isfinite(au):
+                        ax.text(
+                            xi + (i - (len(models) - 1) / 2) * width,
+                            mp + 0.02,
+                            f"{au:.2f}",
+                            ha="center",
+                            fontsize=6,
+                            rotation=90,
+                        )
+    if "label" in rows.columns:
+        ax.scatter(x, rows["label"], marker="_", s=400, color="black", label="true class", zorder=3)
+    ax.set_xticks(x, rows[group_col].astype(str), rotation=45, ha="right", fontsize=8)
+    ax.set(ylabel="mean p(disease) of held-out fields", ylim=(-0.03, 1.15))
+    ax.set_title("per held-out donor (numbers: donor AUROC vs other-class fields)", fontsize=9)
+    ax.legend(fontsize=7, ncol=len(models) + 1, loc="upper center")
     return fig

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from lightning.pytorch.loggers import MLFlowLogger
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from fibroclass.tracking.store import DEFAULT_EXPERIMENT, ensure_experiment, resolve_tracking_uri
@@ -56,7 +58,26 @@ def set_tags(run_id: str, tags: dict[str, str]) -> None:
         client.set_tag(run_id, key, str(value))
 
 
-def log_metrics(run_id: str, metrics: dict[str, float]) -> None:
+def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    """Log `metrics` to the run in batches (one store round trip per 1000 metrics)."""
+    stamp = int(time.time() * 1000)
+    items = [Metric(k, float(v), stamp, step) for k, v in metrics.items()]
     client = MlflowClient()
-    for key, value in metrics.items():
-        client.log_metric(run_id, key, float(value))
+    for start in range(0, len(items), 1000):
+        client.log_batch(run_id, metrics=items[start : start + 1000])
+
+
+def start_run(
+    experiment: str, run_name: str, tags: dict[str, str] | None = None, parent_run_id: str | None = None
+) -> str:
+    """Create a run in `experiment` (created if missing) and return its id; `parent_run_id` nests it."""
+    experiment_id = ensure_experiment(experiment)  # also makes the resolved store current
+    all_tags = dict(tags or {})
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    return MlflowClient().create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
+
+
+def end_run(run_id: str, failed: bool = False) -> None:
+    """Mark a run created by `start_run` as finished (or failed)."""
+    MlflowClient().set_terminated(run_id, status="FAILED" if failed else "FINISHED")
