@@ -29,6 +29,7 @@ from fibroclass.schema import LABEL_NAMES
 from fibroclass.tracking.cards import write_card
 from fibroclass.tracking.models import LoggedClassifier, log_classifier
 from fibroclass.tracking.plots import confusion_figure, log_figure, log_table, roc_figure
+from fibroclass.tracking.resume import RunIdInCheckpoint, resolve_resume
 from fibroclass.tracking.runs import log_dict, log_folder, log_text, make_logger, set_tags
 from fibroclass.tracking.store import DEFAULT_EXPERIMENT, resolve_tracking_uri
 
@@ -105,6 +106,13 @@ class FibroCLI(LightningCLI):
             default="models",
             help="Where registered versions' model cards go (null: none).",
         )
+        parser.add_argument(
+            "--ckpt_path",
+            type=str | None,
+            default=None,
+            help="Resume an interrupted fit in its MLflow run: 'last' (newest last.ckpt of the experiment) "
+            "or a checkpoint file.",
+        )
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         cfg = self.config_init
@@ -113,12 +121,17 @@ class FibroCLI(LightningCLI):
         if configured is False:
             raise FibroclassError("fibroclass train logs to MLflow: trainer.logger must not be false")
         run_name = ml["run_name"] or f"{self.model.hparams.backbone}-{self.datamodule.split_dir.name}"
+        self.resume = None
+        if cfg.get("ckpt_path"):
+            root = cfg["trainer"].get("default_root_dir") or "lightning_logs"
+            self.resume = resolve_resume(cfg["ckpt_path"], root, ml["experiment"], ml["tracking_uri"])
         logger = make_logger(
             ml["experiment"],
             ml["tracking_uri"],
             run_name,
             log_checkpoints=ml["log_checkpoints"],
             create_experiment=rank_zero_only.rank == 0,
+            run_id=self.resume.run_id if self.resume else None,
         )
         others: list[Logger] = (
             []
@@ -128,9 +141,10 @@ class FibroCLI(LightningCLI):
             else [configured]
         )
         kwargs["logger"] = [logger, *[lg for lg in others if not isinstance(lg, MLFlowLogger)]]
-        callbacks = cfg["trainer"].get("callbacks") or []
+        callbacks = list(cfg["trainer"].get("callbacks") or [])
         if not any(isinstance(cb, ModelCheckpoint) for cb in callbacks):
-            kwargs["callbacks"] = [*callbacks, AUROCCheckpoint()]
+            callbacks.append(AUROCCheckpoint(save_last=True))  # last.ckpt: what --ckpt_path last resumes
+        kwargs["callbacks"] = [*callbacks, RunIdInCheckpoint()]
         return super().instantiate_trainer(**kwargs)
 
 
@@ -197,7 +211,8 @@ def run_training(args: list[str]) -> TrainResult:
     trainer, module, dm = cli.trainer, cli.model, cli.datamodule
     ml = cli.config_init["mlflow"]
     dm.setup("fit")  # split/index mistakes surface before any training
-    trainer.fit(module, datamodule=dm)
+    resume = getattr(cli, "resume", None)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume.checkpoint) if resume else None)
     checkpoint = trainer.checkpoint_callback
     best = (
         checkpoint.best_model_path

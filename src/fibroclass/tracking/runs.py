@@ -19,11 +19,13 @@ def make_logger(
     tags: dict[str, str] | None = None,
     log_checkpoints: bool = True,
     create_experiment: bool = True,
+    run_id: str | None = None,
 ) -> MLFlowLogger:
     """An MLFlowLogger on the resolved store; the experiment is created with fibroclass's artifact location.
 
     `log_checkpoints` uploads the ModelCheckpoint's best checkpoint to the run when training ends.
-    Pass `create_experiment=False` on non-zero ranks (the logger never writes there).
+    Pass `create_experiment=False` on non-zero ranks (the logger never writes there). `run_id` continues
+    an existing run (a resumed fit) instead of starting one.
     """
     uri = resolve_tracking_uri(tracking_uri)
     if create_experiment:
@@ -34,6 +36,7 @@ def make_logger(
         tracking_uri=uri,
         tags=tags,
         log_model=log_checkpoints,
+        run_id=run_id,
     )
 
 
