@@ -12,6 +12,7 @@ import sys
 import warnings
 from argparse import ArgumentError
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -237,6 +238,10 @@ def run_training(args: list[str]) -> TrainResult:
         return result
     result.run_id = logger.run_id
     _log_test_outputs(result.run_id, module, dm)
+    if dm.corrections is not None:  # per-plate flat-fields/levels applied to the training fields
+        folder = Path(trainer.default_root_dir) / "illumination" / result.run_id
+        dm.corrections.save(folder / "illumination.npz")
+        log_folder(result.run_id, folder, "illumination")
     # temperature scaling on the validation donors: stored in the spec that is logged below
     calibrate_classifier(module.classifier, dm.frames["val"], module.test_predictions, result.run_id)
     tags = {"split": dm.split_dir.name, "run_id": result.run_id}

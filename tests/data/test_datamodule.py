@@ -12,6 +12,7 @@ from tinyplate import make_tiny_split
 
 from fibroclass.data.datamodule import FibroDataModule, check_group_separation
 from fibroclass.data.fields import FieldCache, channel_paths
+from fibroclass.data.illumination import FieldReader
 from fibroclass.data.splits import read_split
 from fibroclass.errors import FibroclassError
 from fibroclass.io.index import read_index
@@ -32,11 +33,13 @@ def test_uses_only_manifest_donors_and_train_stats(split_dir):
         assert set(dm.frames[s][DONOR]) == set(manifest.donors[s])
         assert set(dm.frames[s][ROLE]) == {"healthy", "disease"}
     # channel statistics come from the training donors only
-    train = FieldCache(channel_paths(dm.frames["train"], dm.channels))
+    train = dm.caches["train"]  # fields as the model sees them (per-plate illumination correction)
     pixels = np.concatenate([train.get(i).reshape(2, -1) for i in range(len(train))], axis=1)
     np.testing.assert_allclose(dm.mean, pixels.mean(axis=1), rtol=1e-5)
     everyone = pd.concat(dm.frames.values())
-    every = FieldCache(channel_paths(everyone, dm.channels))
+    every = FieldCache(
+        channel_paths(everyone, dm.channels), reader=FieldReader(everyone, dm.channels, dm.corrections)
+    )
     all_pixels = np.concatenate([every.get(i).reshape(2, -1) for i in range(len(every))], axis=1)
     assert not np.allclose(dm.mean, all_pixels.mean(axis=1), rtol=1e-3)  # donors differ in gain
     kw = dm.model_spec_kwargs()

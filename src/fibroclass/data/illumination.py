@@ -20,6 +20,7 @@ estimates (`.npz`) that the training run and every scoring run keep. numpy/scipy
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from fibroclass.io.pixels import field_bit_depth, known_size, rescale_to_pixel_s
 from fibroclass.schema import BIT_DEPTH, PIXEL_SIZE, PLATE, ROLE, path_col
 
 TRIM = 0.05  # fraction of field ranks cut at each end when estimating the flat-field (debris, empty fields)
+ILLUMINATION_FILE = "illumination.npz"  # estimates kept with a training run / per scored plate
 PREVIEW = 64  # side of the flat-field images stored in the .npz (the polynomial is stored exactly)
 
 
@@ -398,6 +400,13 @@ class PlateCorrections:
         np.savez_compressed(path, **arrays)
         return path
 
+    def save_plate(self, plate: str, path: str | Path) -> Path:
+        """Write the estimates of one plate (same format as `save`)."""
+        one = PlateCorrections(self.settings, self.channels, self.target_pixel_size_um)
+        one.plates = {str(plate): self.plates[str(plate)]} if str(plate) in self.plates else {}
+        one.notes = [n for n in self.notes if not n.startswith("plate ") or n.startswith(f"plate {plate}:")]
+        return one.save(path)
+
     @classmethod
     def load(cls, path: str | Path) -> PlateCorrections:
         """Read corrections written by `save`."""
@@ -448,9 +457,28 @@ class FieldReader:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __call__(self, i: int) -> np.ndarray:
-        img = read_field(self.paths[i], self.bit_depths[i])
+    def cache_key(self) -> str:
+        """What the prepared pixels depend on besides the files (settings, estimates, bit depths, sizes)."""
+        corr = self.corrections
+        h = hashlib.sha256(json.dumps([corr.settings.to_dict(), corr.target_pixel_size_um]).encode())
+        for plate in sorted(set(self.plates)):
+            est = corr.plates.get(plate)
+            for arr in (est.coef, est.dark, est.low, est.high) if est is not None else ():
+                h.update(np.round(np.asarray(arr, np.float64), 9).tobytes())
+        sizes = [float(v) if known_size(v) else None for v in self.pixel_sizes]
+        h.update(json.dumps([self.bit_depths, sizes]).encode())
+        return f"illumination:{h.hexdigest()[:16]}"
+
+    def raw(self, i: int) -> np.ndarray:
+        """Field i as stored, scaled to [0, 1] by its plate's bit depth (for QC and other readouts)."""
+        return read_field(self.paths[i], self.bit_depths[i])
+
+    def correct(self, i: int, img: np.ndarray) -> np.ndarray:
+        """The model's view of field i given its `raw` pixels."""
         return self.corrections.correct(img, self.plates[i], self.pixel_sizes[i])
+
+    def __call__(self, i: int) -> np.ndarray:
+        return self.correct(i, self.raw(i))
 
 
 def training_pixel_size(index: pd.DataFrame) -> float | None:

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Dataset
 
+from fibroclass.data.illumination import FieldReader, corrections_for_model
 from fibroclass.data.preprocess import downsample, tile_field
 from fibroclass.errors import FibroclassError
 from fibroclass.io.images import read_field
@@ -61,12 +62,14 @@ class FieldTiles(Dataset):
         crop_size: int,
         channels: Sequence[str] = (),
         features: Sequence[FieldFeature] = (),
+        reader: FieldReader | None = None,
     ) -> None:
         self.paths = [list(p) for p in paths]
         self.factor = factor
         self.crop_size = crop_size
         self.channels = tuple(channels)
         self.features = list(features)
+        self.reader = reader  # bit depth + illumination/pixel-size correction as in training (same rows)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -76,7 +79,7 @@ class FieldTiles(Dataset):
         if any(not isinstance(p, str) or not p for p in paths):
             return i, None, {}, "unreadable: a channel file is missing for this field"
         try:
-            img = read_field(paths)
+            img = read_field(paths) if self.reader is None else self.reader.raw(i)
         except FibroclassError as exc:
             return i, None, {}, f"unreadable: {exc}"
         except Exception as exc:  # noqa: BLE001 - any bad file must become a flagged row, never a crash
@@ -85,7 +88,8 @@ class FieldTiles(Dataset):
         if feature_error:
             values[FEATURE_ERROR] = feature_error
         try:
-            tiles = tile_field(downsample(img, self.factor), self.crop_size)
+            model_img = img if self.reader is None else self.reader.correct(i, img)
+            tiles = tile_field(downsample(model_img, self.factor), self.crop_size)
         except Exception as exc:  # noqa: BLE001
             return i, None, values, f"unreadable: {type(exc).__name__}: {exc} ({paths})"
         return i, torch.from_numpy(np.ascontiguousarray(tiles)), values, ""
@@ -236,6 +240,7 @@ def iter_field_results(
     batch_size: int = 64,
     num_workers: int = 0,
     features: Sequence[FieldFeature] | None = None,
+    reader: FieldReader | None = None,
 ) -> Iterator[FieldResult]:
     """Score fields (a path list per field, model channel order), yielding each field once complete.
 
@@ -246,7 +251,7 @@ def iter_field_results(
         raise FibroclassError(f"batch size must be >= 1, got {batch_size}")
     spec: ModelSpec = runner.model.spec
     feats = list(FIELD_FEATURES if features is None else features)
-    dataset = FieldTiles(paths, spec.downsample, spec.crop_size, spec.channels, feats)
+    dataset = FieldTiles(paths, spec.downsample, spec.crop_size, spec.channels, feats, reader)
     loader = make_loader(dataset, num_workers, pin_memory=runner.device.type == "cuda")
 
     # Per field in flight: tiles still to score, running sums, features.
@@ -372,11 +377,12 @@ def score_fields(
     """
     spec: ModelSpec = model.spec
     paths = field_paths(index, spec.channels)
+    reader = FieldReader(index, spec.channels, corrections_for_model(index, spec))  # plates' own estimates
     runner = make_runner(model, device, precision, compile)
     results: list[FieldResult] = []
     with progress_bar(progress) as bar:
         task = bar.add_task("fields", total=len(paths))
-        for r in iter_field_results(paths, runner, batch_size, num_workers, features):
+        for r in iter_field_results(paths, runner, batch_size, num_workers, features, reader):
             results.append(r)
             bar.advance(task, 1)
     return results_frame(index, results, spec.temperature, spec.embedding_dim)

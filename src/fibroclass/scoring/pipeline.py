@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from fibroclass import __version__
+from fibroclass.data.illumination import ILLUMINATION_FILE, FieldReader, corrections_for_model
 from fibroclass.errors import FibroclassError
 from fibroclass.schema import FIELD_KEYS, FLAGS, PLATE, QC_PASS
 from fibroclass.scoring.aggregate import aggregate_wells
@@ -140,9 +141,15 @@ def _score_chunks(
     got: list[list[FieldResult]] = [[] for _ in chunks]
     keys = index[list(FIELD_KEYS)]
     paths = field_paths(index.iloc[rows], spec.channels)
+    # illumination/pixel-size correction as in training, estimated from each plate's own fields
+    plate_dirs = {c.plate: c.stem.parent for c in chunks}
+    corrections = corrections_for_model(index[index[PLATE].astype(str).isin(plate_dirs)], spec)
+    for plate, folder in plate_dirs.items():  # the estimates this run applied, kept per plate
+        corrections.save_plate(plate, folder / ILLUMINATION_FILE)
+    reader = FieldReader(index.iloc[rows], spec.channels, corrections)
     with progress_bar(progress) as bar:
         task = bar.add_task("fields", total=len(rows))
-        for r in iter_field_results(paths, runner, cfg.batch_size, cfg.num_workers, features):
+        for r in iter_field_results(paths, runner, cfg.batch_size, cfg.num_workers, features, reader):
             k = int(owner[r.i])
             got[k].append(replace(r, i=r.i - int(start[k])))
             bar.advance(task, 1)
