@@ -98,3 +98,15 @@ def test_group_separation_check():
         check_group_separation(frames, DONOR, "x")
     frames["test"] = pd.DataFrame({DONOR: ["d"]})
     check_group_separation(frames, DONOR, "x")
+
+
+def test_hyperparameters_survive_weights_only_checkpoint_loading(split_dir, tmp_path):
+    from fibroclass.data.transforms import AugmentConfig
+
+    aug = AugmentConfig(affine_p=0.5, affine_scale=(0.8, 1.2))
+    dm = FibroDataModule(str(split_dir), augmentation=aug)
+    path = tmp_path / "hparams.pt"
+    torch.save({"datamodule_hyper_parameters": dict(dm.hparams)}, path)
+    loaded = torch.load(path, weights_only=True)["datamodule_hyper_parameters"]
+    assert loaded["augmentation"]["affine_scale"] == (0.8, 1.2) and loaded["split"] == str(split_dir)
+    assert dm.augmentation is aug  # the dataclass itself still drives the transform

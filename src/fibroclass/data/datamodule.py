@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,9 @@ class FibroDataModule(L.LightningDataModule):
                 f"data settings out of range: crop_size={crop_size} (>= 8), downsample={downsample} (>= 1), "
                 f"crops_per_field={crops_per_field} (>= 1), batch_size={batch_size} (>= 1)"
             )
-        self.save_hyperparameters()
+        # checkpoints are loaded with weights_only=True: keep hyperparameters plain (no dataclass)
+        self.save_hyperparameters(ignore=["augmentation"])
+        self.hparams["augmentation"] = asdict(augmentation) if augmentation is not None else None
         self.split_dir = Path(split)
         self.index_path = index
         self.channels = tuple(channels)
