@@ -38,7 +38,7 @@ class DoseResponseParams:
     top_min: float = -100.0
     top_max: float = 200.0
     top_reference: float | None = 100.0
-    top_free_p_value: float = 0.05
+    top_prior_sd: float | None = 50.0
     ec50_margin_decades: float = 1.0
     min_doses: int = 4
     flat_min_amplitude: float = 15.0
@@ -124,25 +124,49 @@ def predict_4pl(conc_uM: np.ndarray | float, fit: Fit4PL | tuple | np.ndarray) -
     return _curve(p, x)
 
 
-def _least_squares(x, y, p0, lo, hi) -> tuple[np.ndarray, float, bool]:
+def _least_squares(
+    x, y, p0, lo, hi, prior: tuple[float, float] | None = None
+) -> tuple[np.ndarray, float, bool]:
+    """Bounded fit; `prior` = (reference top, weight) adds the residual weight·(top − reference).
+    Returns (params, SSE of the data residuals, success)."""
     p0 = np.clip(p0, lo + 1e-9, hi - 1e-9)
-    res = least_squares(
-        lambda q: _curve(q, x) - y, p0, jac=lambda q: _jac(q, x), bounds=(lo, hi), method="trf"
-    )
-    return res.x, float(np.sum(res.fun**2)), bool(res.success)
+    n = len(y)
+    if prior is None:
+        fun, jac = (lambda q: _curve(q, x) - y), (lambda q: _jac(q, x))
+    else:
+        ref, w = prior
+        row = np.array([[0.0, w, 0.0, 0.0]])
+        fun = lambda q: np.append(_curve(q, x) - y, w * (q[1] - ref))  # noqa: E731
+        jac = lambda q: np.vstack([_jac(q, x), row])  # noqa: E731
+    res = least_squares(fun, p0, jac=jac, bounds=(lo, hi), method="trf", x_scale="jac", ftol=1e-7, xtol=1e-7)
+    return res.x, float(np.sum(res.fun[:n] ** 2)), bool(res.success)
 
 
-def _best_fit(x, y, lo, hi) -> tuple[np.ndarray, float, bool]:
-    """Multi-start fit over a few EC50 positions and Hill slopes."""
+def _best_fit(x, y, lo, hi, prior: tuple[float, float] | None = None) -> tuple[np.ndarray, float, bool]:
+    """Multi-start fit over a few EC50 positions and Hill slopes (lowest penalized cost wins)."""
     doses = np.unique(x)
     first, last = y[x == doses[0]].mean(), y[x == doses[-1]].mean()
-    best = (np.clip(np.array([first, last, doses.mean(), 1.0]), lo, hi), np.inf, False)
+    best, best_cost = (np.clip(np.array([first, last, doses.mean(), 1.0]), lo, hi), np.inf, False), np.inf
     for logec50 in np.linspace(doses[0], doses[-1], 4):
         for hill in (1.0, 2.5):
-            p, cost, ok = _least_squares(x, y, np.array([first, last, logec50, hill]), lo, hi)
-            if cost < best[1]:
-                best = (p, cost, ok)
+            p, sse, ok = _least_squares(x, y, np.array([first, last, logec50, hill]), lo, hi, prior)
+            cost = sse + (0.0 if prior is None else (prior[1] * (p[1] - prior[0])) ** 2)
+            if cost < best_cost:
+                best, best_cost = (p, sse, ok), cost
     return best
+
+
+def _noise_sd(x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    """Replicate SD pooled over doses (or, without replicates, the residual SD of an unpenalized fit)."""
+    ss, dof = 0.0, 0
+    for d in np.unique(x):
+        v = y[x == d]
+        if len(v) > 1:
+            ss += float(np.sum((v - v.mean()) ** 2))
+            dof += len(v) - 1
+    if dof == 0:
+        ss, dof = _best_fit(x, y, lo, hi)[1], max(len(y) - 4, 1)
+    return max(math.sqrt(ss / dof), 1.0)
 
 
 def _f_test_p(sse_small: float, sse_big: float, extra: int, dof: int) -> float:
@@ -182,17 +206,13 @@ def fit_4pl(
     xmin, xmax = float(x.min()), float(x.max())
     lo = np.array([p.bottom_min, p.top_min, xmin - p.ec50_margin_decades, p.hill_min])
     hi = np.array([p.bottom_max, p.top_max, xmax + p.ec50_margin_decades, p.hill_max])
-    params, sse, ok = _best_fit(x, y, lo, hi)
-    if p.top_reference is not None:
-        # An incomplete curve (no upper plateau within the range) fits a free top about as well as the
-        # full reference effect; then the nested model with top = reference is kept (F-test), which
-        # places such an EC50 beyond the range instead of inventing a low plateau inside it.
-        lo_ref, hi_ref = lo.copy(), hi.copy()
-        lo_ref[1], hi_ref[1] = p.top_reference - 1e-6, p.top_reference + 1e-6
-        p_ref, sse_ref, ok_ref = _best_fit(x, y, lo_ref, hi_ref)
-        if _f_test_p(sse_ref, sse, 1, len(y) - 4) > p.top_free_p_value:
-            params, sse, ok, lo, hi = p_ref, sse_ref, ok_ref, lo_ref, hi_ref
-            fit.message = f"top held at the reference effect {p.top_reference:g}"
+    prior = None
+    if p.top_reference is not None and p.top_prior_sd:
+        # The plateau is pulled toward the full reference effect with a soft prior (SD top_prior_sd):
+        # a plateau seen in the data wins, an incomplete curve (still rising at the top dose) does not
+        # invent a low plateau inside the range, so its EC50 lands beyond the range.
+        prior = (p.top_reference, _noise_sd(x, y, lo, hi) / p.top_prior_sd)
+    params, sse, ok = _best_fit(x, y, lo, hi, prior)
     bottom, top, logec50, hill = (float(v) for v in params)
     sst = float(np.sum((y - y.mean()) ** 2))
     fit.r2 = 1.0 - sse / sst if sst > 0 else math.nan
@@ -226,7 +246,7 @@ def fit_4pl(
     draws = []
     for _ in range(p.n_boot):
         idx = _resample_within_doses(groups, rng)
-        bp, _, _ = _least_squares(x[idx], y[idx], params, lo, hi)
+        bp, _, _ = _least_squares(x[idx], y[idx], params, lo, hi, prior)
         draws.append(bp)
     fit.boot_params = np.array(draws) if draws else np.empty((0, 4))
     if fit.ec50_qualifier == "" and len(draws) >= 10:
