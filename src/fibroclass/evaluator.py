@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -123,15 +124,22 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
+# Lightning notices that repeat for every fold and say nothing about the user's data or settings.
+_FOLD_NOISE = (r".*isinstance\(treespec, LeafSpec\)", r"The number of training batches .* logging interval")
+
+
 @contextmanager
 def _quiet_lightning() -> Iterator[None]:
-    """Silence Lightning's per-fit info lines (GPU available, model summary...) during CV folds."""
+    """Silence Lightning's per-fit info lines (GPU available, seed set...) and repeated notices during folds."""
     loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            for pattern in _FOLD_NOISE:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)

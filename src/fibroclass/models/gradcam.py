@@ -49,7 +49,11 @@ def _backbone(model: nn.Module) -> nn.Module:
 
 
 def find_target_layer(model: nn.Module, in_chans: int, size: int) -> tuple[str, nn.Module]:
-    """(name, module) of the backbone's last direct child whose output keeps a spatial extent."""
+    """(name, module) of the backbone's last direct child whose output keeps a spatial extent.
+
+    At tile sizes where the last block is already 1 x 1 (e.g. ResNet at 32 px) the block before it is
+    used, so the map still resolves structure within a tile; global pooling layers are never chosen.
+    """
     backbone = _backbone(model)
     seen: list[tuple[str, nn.Module, tuple[int, ...]]] = []
     hooks = [
@@ -67,7 +71,8 @@ def find_target_layer(model: nn.Module, in_chans: int, size: int) -> tuple[str, 
     finally:
         for h in hooks:
             h.remove()
-    spatial = [s for s in seen if len(s[2]) == 4]
+    pools = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+    spatial = [s for s in seen if len(s[2]) == 4 and not isinstance(s[1], pools)]
     if not spatial:
         raise FibroclassError(
             f"backbone {type(backbone).__name__} has no block with a spatial (N, C, H, W) output"
