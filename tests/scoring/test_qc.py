@@ -140,3 +140,27 @@ def test_user_mistakes_raise() -> None:
         FieldQCParams.from_dict({"blur_z": 3})
     with pytest.raises(FibroclassError, match="expected"):
         field_qc_metrics(np.zeros((3, 32, 32), np.float32))
+
+
+@pytest.mark.slow
+def test_calibration_on_a_simulated_screen(tmp_path) -> None:
+    """Flag rates and nuclei counts against the simulator's ground_truth_fields.csv (96-well screen)."""
+    from fibroclass.io.images import read_field
+    from fibroclass.simulate import simulate_screen
+
+    sim = simulate_screen(tmp_path, seed=3, size=192, fields=3, plate_format=96)
+    truth = pd.read_csv(sim.ground_truth_fields)
+    rows = []
+    for r in truth.itertuples():
+        paths = [sim.images_dir / r.plate / f"{r.plate}_{r.well}_s{r.site}_w{c}.tif" for c in (1, 2)]
+        rows.append(measure(read_field(paths), r.plate, r.well, r.site, r.artefact))
+    df = pd.DataFrame(rows)
+    df["n_cells"] = truth["n_cells"].to_numpy()
+    ok, reason = flag_fields(df)
+    art = df["truth"]
+    assert (~ok[art.isin(["blur", "empty"])]).mean() >= 0.9
+    assert (~ok[art == "debris"]).mean() >= 0.9
+    assert (~ok[art == "none"]).mean() <= 0.02, reason[(art == "none") & ~ok].tolist()
+    cells = df[(art == "none") & (df["n_cells"] >= 10)]
+    rel_err = (cells[NUCLEI_COUNT] - cells["n_cells"]).abs() / cells["n_cells"]
+    assert rel_err.median() <= 0.1
