@@ -15,6 +15,7 @@ from fibroclass.models.spec import ModelSpec
 
 EXPECTED_DIMS = {
     "tiny": 64,
+    "tiny_gn": 64,
     "resnet18": 512,
     "resnet34": 512,
     "resnet50": 2048,

@@ -22,6 +22,7 @@ from fibroclass.data.illumination import (
     PlateCorrections,
     training_pixel_size,
 )
+from fibroclass.data.sampling import EpochSampler, EpochSeeded, ShardSampler
 from fibroclass.data.stats import channel_stats
 from fibroclass.data.transforms import AugmentConfig, apply_transform, build_train_transform
 from fibroclass.errors import FibroclassError
@@ -218,12 +219,27 @@ class FibroDataModule(L.LightningDataModule):
     def _labels(self, split: str) -> np.ndarray:
         return field_labels(self.frames[split])
 
+    def _world(self) -> tuple[int, int]:
+        """(world size, global rank) of the attached Trainer; (1, 0) without one."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
     def _loader(self, dataset: torch.utils.data.Dataset, batch_size: int, train: bool) -> DataLoader:
+        """Train: `EpochSampler` over `EpochSeeded` crops (a DDP run sees what one process would);
+        eval: `ShardSampler` (each tile once). See `data.sampling`."""
+        world, rank = self._world()
+        if train:
+            dataset = EpochSeeded(dataset, torch.initial_seed())
+            sampler = EpochSampler(dataset, world, rank, seed=torch.initial_seed() % 2**31)
+        else:
+            sampler = ShardSampler(dataset, world, rank)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train,
-            drop_last=train and len(dataset) > batch_size,  # no size-1 BatchNorm batches
+            sampler=sampler,
+            drop_last=train and len(dataset) > batch_size * world,  # no size-1 BatchNorm batches
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),

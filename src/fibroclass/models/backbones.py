@@ -17,11 +17,11 @@ from fibroclass.errors import FibroclassError
 class TinyCNN(nn.Sequential):
     """Four conv blocks and global average pooling (~60k parameters): tests and the CPU demo."""
 
-    def __init__(self, in_chans: int, width: int = 16) -> None:
+    def __init__(self, in_chans: int, width: int = 16, group_norm: bool = False) -> None:
         def block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
             layers: list[nn.Module] = [
                 nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-                nn.BatchNorm2d(cout),
+                nn.GroupNorm(4, cout) if group_norm else nn.BatchNorm2d(cout),
                 nn.ReLU(inplace=True),
             ]
             return layers + ([nn.MaxPool2d(2)] if pool else [])
@@ -99,8 +99,17 @@ def _tiny(pretrained: bool, in_chans: int) -> tuple[nn.Module, int]:
     return net, net.out_dim
 
 
+def _tiny_gn(pretrained: bool, in_chans: int) -> tuple[nn.Module, int]:
+    """TinyCNN with GroupNorm: batch-independent, so CPU DDP (no SyncBatchNorm there) equals one process."""
+    if pretrained:
+        raise FibroclassError("backbone 'tiny_gn' has no pretrained weights (set model.pretrained: false)")
+    net = TinyCNN(in_chans, group_norm=True)
+    return net, net.out_dim
+
+
 BACKBONES: dict[str, Callable[[bool, int], tuple[nn.Module, int]]] = {
     "tiny": _tiny,
+    "tiny_gn": _tiny_gn,
     "resnet18": _resnet(tvm.resnet18, tvm.ResNet18_Weights.DEFAULT),
     "resnet34": _resnet(tvm.resnet34, tvm.ResNet34_Weights.DEFAULT),
     "resnet50": _resnet(tvm.resnet50, tvm.ResNet50_Weights.DEFAULT),

@@ -142,8 +142,8 @@ class FibroModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         logits, labels, fields = (torch.cat(t) for t in zip(*self._test_outputs, strict=True))
-        if self.trainer.world_size > 1:  # every rank ends with all tiles (duplicates average out)
-            logits, labels, fields = (self.all_gather(t).flatten() for t in (logits, labels, fields))
+        if self.trainer.world_size > 1:  # every rank ends with all tiles (ranks may hold different counts)
+            logits, labels, fields = (self._gather_uneven(t) for t in (logits, labels, fields))
         per_field = field_level(logits.cpu(), labels.cpu(), fields.cpu())
         self.test_predictions = per_field
         target = torch.tensor(per_field["label"].to_numpy())
@@ -157,6 +157,12 @@ class FibroModule(L.LightningModule):
         }
         self.log_dict(metrics, sync_dist=True)
         self._test_outputs = []
+
+    def _gather_uneven(self, t: torch.Tensor) -> torch.Tensor:
+        """Concatenate a 1-D tensor over ranks in rank order (lengths may differ: pad, gather, trim)."""
+        sizes = self.all_gather(torch.tensor(len(t), device=t.device)).flatten().tolist()
+        padded = torch.cat([t, t.new_zeros(int(max(sizes)) - len(t))])
+        return torch.cat([row[: int(n)] for row, n in zip(self.all_gather(padded), sizes, strict=True)])
 
     # -- optimization ----------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict:
