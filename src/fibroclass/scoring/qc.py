@@ -216,8 +216,8 @@ def flag_fields(
 ) -> tuple[pd.Series, pd.Series]:
     """(`qc_pass`, `qc_reason`) per row of a metrics table (`field_qc_metrics` columns + plate column).
 
-    Blur and emptiness are judged against the plate's own fields; `nuclei_count` is used when present;
-    Emptiness compares a field with the other fields of its well (`well_col`), see the module docstring.
+    Blur is judged against the plate's own fields, emptiness against the other fields of the same well
+    (`well_col`; `nuclei_count` when present, else nuclei foreground); see the module docstring.
     """
     p = _params(config)
     missing = [c for c in (*METRIC_COLUMNS, plate_col) if c not in metrics_df]
@@ -237,14 +237,14 @@ def flag_fields(
     # Focus is judged where there is something to focus on: not on fields without cells.
     has_cells = _content(df, p)[0] > 0
     judged = has_cells & ~empty & ~reasons[REASON_NONFINITE] & np.isfinite(log_sharp)
-    blur = pd.Series(False, index=df.index)
-    for _, idx in judged.groupby(plates).groups.items():
-        sel = idx[judged.loc[idx].to_numpy()]
-        if len(sel) >= p.min_fields_for_plate_stats:
-            z = robust_z(log_sharp.loc[sel], p.blur_min_log_spread)
-            blur.loc[sel] = z < -p.blur_robust_z
-    sharp = df[SHARPNESS].astype(float)
-    blur |= judged & (sharp < p.blur_abs_floor)
+    blur = np.zeros(len(df), dtype=bool)
+    plate_arr, judged_arr, log_arr = plates.to_numpy(), judged.to_numpy(dtype=bool), log_sharp.to_numpy()
+    for name in pd.unique(plate_arr):
+        sel = (plate_arr == name) & judged_arr
+        if sel.sum() >= p.min_fields_for_plate_stats:
+            z = robust_z(pd.Series(log_arr[sel]), p.blur_min_log_spread).to_numpy()
+            blur[sel] = z < -p.blur_robust_z
+    blur |= judged_arr & (df[SHARPNESS].astype(float).to_numpy() < p.blur_abs_floor)
     reasons[REASON_BLUR] = blur
     reasons[REASON_DEBRIS] = debris
 
