@@ -132,3 +132,17 @@ def _levels(index: pd.DataFrame, tmp_path) -> list[int]:
     import tifffile
 
     return [int(tifffile.imread(p)[0, 0]) for p in index["path_actin"]]
+
+
+def test_plate_level_illumination_rescores_the_whole_plate(tmp_path, kit, plates):
+    from fibroclass.data.illumination import IlluminationSettings
+
+    index, _ = plates
+    model = kit.ToyClassifier()
+    model.spec.extra = {"illumination": IlluminationSettings(flatfield=True, normalize=False).to_dict()}
+    out = tmp_path / "out"
+    score_index(index, model, out, CFG, progress=False)
+    # One P3 image changes: the plate's flat-field estimate changes, so all 4 P3 chunks are redone.
+    kit.write_field(tmp_path / "images" / "P3", "P3", "A09", 2, 21000, size=(32, 33))
+    res = score_index(index, model, out, CFG, progress=False)
+    assert (res.chunks_scored, res.chunks_reused) == (4, 7)

@@ -142,18 +142,33 @@ def plan_chunks(
     channels: Sequence[str],
     stage_fingerprint: str,
     chunk_fields: int,
+    plate_scope: bool = False,
 ) -> list[Chunk]:
-    """Cut each plate's fields (index order) into chunks and fingerprint each; plates in index order."""
+    """Cut each plate's fields (index order) into chunks and fingerprint each; plates in index order.
+
+    `plate_scope`: field results depend on the whole plate (e.g. illumination estimated from the plate's
+    fields and control wells), so every chunk's fingerprint covers all of its plate's rows and files.
+    """
     if chunk_fields < 1:
         raise FibroclassError(f"chunk size must be >= 1 field, got {chunk_fields}")
     chunks: list[Chunk] = []
     plates = index[PLATE].astype(str)
     for plate, rows in plates.groupby(plates, sort=False).indices.items():
         folder = parts_dir / plate_slug(plate)
+        plate_fp = ""
+        if plate_scope:
+            whole = index.iloc[rows]
+            plate_fp = _sha([fields_fingerprint(whole, channels), whole.to_csv(index=False)])
         for number, start in enumerate(range(0, len(rows), chunk_fields)):
             sel = np.asarray(rows[start : start + chunk_fields])
             fp = _sha(
-                [PARTS_FORMAT, __version__, stage_fingerprint, fields_fingerprint(index.iloc[sel], channels)]
+                [
+                    PARTS_FORMAT,
+                    __version__,
+                    stage_fingerprint,
+                    plate_fp,
+                    fields_fingerprint(index.iloc[sel], channels),
+                ]
             )
             chunks.append(Chunk(str(plate), number, sel, fp, folder / f"chunk-{number:05d}"))
     return chunks

@@ -37,7 +37,12 @@ import numpy as np
 import pandas as pd
 
 from fibroclass import __version__
-from fibroclass.data.illumination import ILLUMINATION_FILE, FieldReader, corrections_for_model
+from fibroclass.data.illumination import (
+    ILLUMINATION_FILE,
+    FieldReader,
+    IlluminationSettings,
+    corrections_for_model,
+)
 from fibroclass.errors import FibroclassError
 from fibroclass.schema import FIELD_KEYS, FLAGS, PLATE, QC_PASS
 from fibroclass.scoring.aggregate import aggregate_wells
@@ -403,7 +408,8 @@ def score_index(
     runner = make_runner(model, cfg.device, cfg.precision, cfg.compile)
     field_paths(index, model.spec.channels)  # a missing channel column is a user error before any work
     stage = _sha([model_fingerprint(model), [feature_id(f) for f in features], runner.precision])
-    chunks = plan_chunks(index, out / PARTS_DIR, model.spec.channels, stage, cfg.chunk_fields)
+    per_plate = IlluminationSettings.from_dict((model.spec.extra or {}).get("illumination")).enabled
+    chunks = plan_chunks(index, out / PARTS_DIR, model.spec.channels, stage, cfg.chunk_fields, per_plate)
     mine = shard_plates(index[PLATE].astype(str), shard)
     done = {id(c) for c in chunks if c.is_done()}
     todo = [] if merge_only else [c for c in chunks if c.plate in mine and id(c) not in done]
