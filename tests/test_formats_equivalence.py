@@ -1,0 +1,170 @@
+"""The same simulated pixels in every export layout give the same index, training metrics and scores as
+the ImageXpress layout; other bit depths score alike; a strongly vignetted plate scores like the clean
+plate once the per-plate illumination correction is applied (slow; prints the numbers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import pytest
+
+from fibroclass.data.datamodule import FibroDataModule
+from fibroclass.data.splits import make_split, write_split
+from fibroclass.io.images import read_field
+from fibroclass.io.index import build_index, write_index
+from fibroclass.models.module import FibroModule
+from fibroclass.schema import BIT_DEPTH, PIXEL_SIZE, WELL
+from fibroclass.scoring.pipeline import score
+from fibroclass.simulate import export_index, simulate_screen, simulate_training_set
+
+LAYOUTS = ["harmony", "harmony-zstack", "imagexpress_htd", "multipage", "ometiff", "loaddata", "omezarr"]
+WELL_NUMBERS = ["n_fields", "n_fields_used", "disease_score", "rescue_pct", "viability_pct", "nuclei_count"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> SimpleNamespace:
+    """A tiny training plate and a 96-well screen, rendered once as ImageXpress exports."""
+    root = tmp_path_factory.mktemp("equiv")
+    train = simulate_training_set(
+        root / "train", size=48, fields=2, n_plates=1, donors_per_class=3, wells_per_donor=2
+    )
+    screen = simulate_screen(root / "screen", size=48, fields=1)
+    return SimpleNamespace(
+        root=root,
+        train=train,
+        screen=screen,
+        train_index=build_index(train.images_dir, train.platemap).index,
+        screen_index=build_index(screen.images_dir, screen.platemap).index,
+        exports={},
+    )
+
+
+def exported(world: SimpleNamespace, which: str, naming: str) -> Path:
+    """The training or screen plate re-exported in `naming` (same stored pixels), written once."""
+    key = (which, naming)
+    if key not in world.exports:
+        index = world.train_index if which == "train" else world.screen_index
+        world.exports[key] = export_index(index, naming, world.root / f"{which}-{naming}")
+    return world.exports[key]
+
+
+def fit(index: pd.DataFrame, folder: Path, illumination: bool = True, epochs: int = 1, size: int = 16):
+    """Seeded Lightning fit + test on a donor split of `index`: (test metrics, classifier)."""
+    index_path = write_index(index, folder / "index.parquet")
+    frac = 1 / 3 + 1e-9
+    assignment = make_split(index, by="donor", val_frac=frac, test_frac=frac, seed=0)
+    split = write_split(index, index_path, assignment, folder / "split", {"by": "donor", "seed": 0})
+    L.seed_everything(0, workers=True)
+    dm = FibroDataModule(
+        str(split), crop_size=size, crops_per_field=4, batch_size=16, illumination=illumination
+    )
+    module = FibroModule(backbone="tiny", lr=3e-3)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, dm)
+    trainer.test(module, dm, verbose=False)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    return metrics, module.classifier.eval()
+
+
+def score_wells(world: SimpleNamespace, folder: Path, model, out: Path) -> pd.DataFrame:
+    score([folder], world.screen.platemap, model, out, progress=False)
+    return pd.read_csv(out / "wells.csv")
+
+
+@pytest.fixture(scope="module")
+def reference(world) -> SimpleNamespace:
+    """Training metrics, model and screen wells from the ImageXpress layout."""
+    metrics, model = fit(world.train_index, world.root / "fit-imagexpress")
+    wells = score_wells(world, world.screen.images_dir, model, world.root / "score-imagexpress")
+    return SimpleNamespace(metrics=metrics, model=model, wells=wells)
+
+
+@pytest.mark.parametrize("naming", LAYOUTS)
+def test_index_has_the_same_fields_and_pixels(world, naming):
+    ref = world.train_index
+    index = build_index(exported(world, "train", naming), world.train.platemap).index
+    same = [c for c in ref.columns if not c.startswith("path_") and c != PIXEL_SIZE]
+    pd.testing.assert_frame_equal(index[same], ref[same])
+    for a, b in zip(index.to_dict("records"), ref.to_dict("records"), strict=True):
+        np.testing.assert_array_equal(
+            read_field([a["path_actin"], a["path_nuclei"]], a[BIT_DEPTH]),
+            read_field([b["path_actin"], b["path_nuclei"]], b[BIT_DEPTH]),
+        )
+
+
+@pytest.mark.parametrize("naming", LAYOUTS)
+def test_training_gives_the_same_metrics(world, reference, naming):
+    index = build_index(exported(world, "train", naming), world.train.platemap).index
+    metrics, _ = fit(index, world.root / f"fit-{naming}")
+    assert metrics == reference.metrics and metrics["test/n_fields"] > 0
+
+
+@pytest.mark.parametrize("naming", LAYOUTS)
+def test_scoring_gives_the_same_wells(world, reference, naming):
+    wells = score_wells(world, exported(world, "screen", naming), reference.model, world.root / f"s-{naming}")
+    ref = reference.wells
+    assert wells[[WELL]].equals(ref[[WELL]]) and wells["flags"].fillna("").equals(ref["flags"].fillna(""))
+    pd.testing.assert_frame_equal(wells[WELL_NUMBERS], ref[WELL_NUMBERS])
+
+
+@pytest.mark.parametrize("naming, bits", [("imagexpress-12bit", 12), ("ometiff-8bit", 8)])
+def test_lower_bit_depths_score_like_16_bit(world, reference, naming, bits):
+    folder = exported(world, "screen", naming)
+    assert set(build_index(folder, world.screen.platemap).index[BIT_DEPTH]) == {bits}
+    wells = score_wells(world, folder, reference.model, world.root / f"s-{naming}")
+    span = reference.wells["disease_score"].std()
+    diff = (wells["disease_score"] - reference.wells["disease_score"]).abs()
+    assert diff.max() < (0.05 if bits == 12 else 0.25) * span  # only quantization differs
+    assert np.corrcoef(wells["disease_score"], reference.wells["disease_score"])[0, 1] > 0.99
+
+
+def _z_prime(out: Path) -> float:
+    (plate,) = json.loads((out / "plate_qc.json").read_text())["plates"].values()
+    return float(plate["z_prime"])
+
+
+@pytest.mark.slow
+def test_vignetted_plate_scores_like_the_clean_plate_after_correction(tmp_path):
+    """Models trained with and without illumination correction score a screen exported clean and with
+    strong vignetting (corners at 40 %); prints per-well score agreement and Z'."""
+    train = simulate_training_set(
+        tmp_path / "train", size=96, fields=2, n_plates=2, donors_per_class=4, wells_per_donor=3
+    )
+    screen = simulate_screen(tmp_path / "screen", size=96, fields=2)
+    world = SimpleNamespace(screen=screen)
+    screen_index = build_index(screen.images_dir, screen.platemap).index
+    vignetted = export_index(screen_index, "imagexpress-vignette", tmp_path / "vignetted")
+    train_index = build_index(train.images_dir, train.platemap).index
+    rows = {}
+    for corrected in (True, False):
+        _, model = fit(train_index, tmp_path / f"fit-{corrected}", corrected, epochs=6, size=32)
+        clean_out, vig_out = tmp_path / f"clean-{corrected}", tmp_path / f"vig-{corrected}"
+        clean = score_wells(world, screen.images_dir, model, clean_out)
+        vig = score_wells(world, vignetted, model, vig_out)
+        rows["corrected" if corrected else "uncorrected"] = {
+            "corr": np.corrcoef(clean["disease_score"], vig["disease_score"])[0, 1],
+            "mean_abs_diff": (clean["disease_score"] - vig["disease_score"]).abs().mean(),
+            "score_sd": clean["disease_score"].std(),
+            "z_clean": _z_prime(clean_out),
+            "z_vignetted": _z_prime(vig_out),
+        }
+    table = pd.DataFrame(rows).T
+    print("\nper-well disease_score, clean vs strongly vignetted plate:\n" + table.round(4).to_string())
+    on, off = rows["corrected"], rows["uncorrected"]
+    assert on["corr"] > 0.995 and on["mean_abs_diff"] < 0.02 * on["score_sd"]
+    assert on["mean_abs_diff"] < 0.25 * off["mean_abs_diff"]
+    assert abs(on["z_clean"] - on["z_vignetted"]) < 0.02
