@@ -32,6 +32,7 @@ from fibroclass.io.pixels import scale_to_unit as _scale
 
 _FRAGMENT = re.compile(r"(?:[a-z]+=[A-Za-z0-9_.-]+)(?:&[a-z]+=[A-Za-z0-9_.-]+)*")
 _KEYS = ("page", "c", "z", "t")
+FLOAT_TOLERANCE = 1e-3  # float pixels this far outside [0, 1] are rounding, not another scale
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,10 @@ def read_raw(locator: str | Path) -> np.ndarray:
         except Exception as exc:  # tifffile/zarr raise many types for corrupt/truncated files
             raise FibroclassError(f"cannot read image {part}: {exc}") from exc
         arr = np.squeeze(arr)
+        if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+            raise FibroclassError(
+                f"image {part} is an RGB(A) image (shape {arr.shape}); export one grayscale plane per channel"
+            )
         if arr.ndim != 2:
             raise FibroclassError(
                 f"image {part} has shape {arr.shape}, expected a 2-D plane (select one with #page=N or #c=N)"
@@ -199,9 +204,30 @@ def scale_to_unit(arr: np.ndarray, bit_depth: int | None = None) -> np.ndarray:
     return _scale(arr, bit_depth)
 
 
+def check_pixels(arr: np.ndarray, name: str) -> np.ndarray:
+    """`arr` unchanged when its values can be scaled for the model: 8/16-bit unsigned integers, or floats in
+    [0, 1] (NaN/inf pass here: scoring flags such fields); else a FibroclassError naming the image and type."""
+    if arr.dtype in (np.uint8, np.uint16):
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        finite = arr[np.isfinite(arr)]
+        if finite.size and (finite.min() < -FLOAT_TOLERANCE or finite.max() > 1 + FLOAT_TOLERANCE):
+            raise FibroclassError(
+                f"image {name} has {arr.dtype} pixels outside [0, 1] ({finite.min():.4g}..{finite.max():.4g}); "
+                "export integer pixels or intensities scaled to [0, 1]"
+            )
+        return arr
+    raise FibroclassError(
+        f"image {name} has pixel type {arr.dtype}; expected 8- or 16-bit unsigned integers or floats in [0, 1]"
+    )
+
+
 def read_plane(path: str | Path, bit_depth: int | None = None) -> np.ndarray:
-    """Read one 2-D plane (any locator) as float32 scaled by `bit_depth` (default: by dtype) to [0, 1]."""
-    return scale_to_unit(read_raw(path), bit_depth)
+    """Read one 2-D plane (any locator) as float32 scaled by `bit_depth` (default: by dtype) to [0, 1].
+
+    Pixel types the model cannot use (see `check_pixels`) raise FibroclassError naming the image.
+    """
+    return scale_to_unit(check_pixels(read_raw(path), str(path)), bit_depth)
 
 
 def read_field(paths: Sequence[str | Path], bit_depth: int | None = None) -> np.ndarray:

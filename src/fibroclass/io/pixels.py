@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fibroclass.errors import FibroclassError
 from fibroclass.schema import BIT_DEPTH, PIXEL_SIZE, PLATE
 
 BIT_DEPTHS = (8, 12, 16)
@@ -28,7 +29,12 @@ RESCALE_TOLERANCE = 0.01  # relative pixel-size difference below which fields ar
 
 
 def full_scale(dtype: np.dtype, bit_depth: int | None = None) -> float:
-    """The value that maps to 1.0: 2**bit_depth - 1, else the integer dtype's maximum (1.0 for floats)."""
+    """The value that maps to 1.0: 2**bit_depth - 1, else the integer dtype's maximum (1.0 for floats).
+
+    The bit depth never exceeds the dtype's: an 8-bit file on a 16-bit plate (a mixed export) is scaled by 255.
+    """
+    if bit_depth and np.issubdtype(dtype, np.integer):
+        return float(2 ** min(int(bit_depth), np.dtype(dtype).itemsize * 8) - 1)
     if bit_depth:
         return float(2 ** int(bit_depth) - 1)
     if np.issubdtype(dtype, np.integer):
@@ -65,12 +71,21 @@ def _sample_rows(n: int, k: int) -> list[int]:
 
 
 def detect_bit_depth(locators: list[str]) -> int | None:
-    """Bit depth of a plate from the maximum of the given planes (see `bit_depth_from_max`)."""
-    from fibroclass.io.images import read_raw  # images imports this module
+    """Bit depth of a plate from the maximum of the given planes (see `bit_depth_from_max`).
+
+    Planes that cannot be read or whose pixel type the model cannot use are skipped (they are flagged per
+    field when scored), so one bad file never changes the scaling of the whole plate.
+    """
+    from fibroclass.io.images import check_pixels, read_raw  # images imports this module
 
     peak, dtype = 0.0, None
     for loc in locators:
-        arr = read_raw(loc)
+        try:
+            arr = check_pixels(read_raw(loc), loc)
+        except FibroclassError:
+            continue
+        if not np.issubdtype(arr.dtype, np.integer):
+            continue
         peak = max(peak, float(arr.max()) if arr.size else 0.0)
         dtype = arr.dtype if dtype is None or arr.dtype.itemsize > dtype.itemsize else dtype
     return bit_depth_from_max(peak, dtype) if dtype is not None else None
