@@ -14,7 +14,12 @@ from mlflow.tracking import MlflowClient
 
 from fibroclass import schema
 from fibroclass.cli.app import main
-from fibroclass.evaluation.calibration import apply_temperature
+from fibroclass.evaluation.calibration import (
+    T_BOUNDS,
+    apply_temperature,
+    calibration_summary,
+    fit_temperature,
+)
 from fibroclass.evaluation.metrics import expected_calibration_error
 from fibroclass.evaluator import calibrate_classifier, field_logits, split_frame
 from fibroclass.models.classifier import FibroClassifier
@@ -103,3 +108,18 @@ def test_train_logs_calibration_and_stores_the_temperature(mlflow_uri, split_dir
     assert f"| test | {metrics['test/ece_before']:.3f} | {metrics['test/ece_after']:.3f} |" in card
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "model_card")}
     assert logged == {"model_card/fibroclass-v1.md"}
+
+
+def test_separable_validation_donors_do_not_sharpen_the_model_to_the_bound():
+    """One donor per class is often perfectly separated: the MLE temperature would run to its lower bound
+    (p = 0/1 on every new field); the prior on log T keeps it near 1 unless the data say otherwise."""
+    rng = np.random.default_rng(0)
+    z = np.r_[rng.normal(-5, 1, 18), rng.normal(5, 1, 18)]
+    y = np.r_[np.zeros(18), np.ones(18)]
+    assert fit_temperature(z, y) == pytest.approx(T_BOUNDS[0], rel=0.01)
+    summary = calibration_summary(y, z)
+    assert 0.3 < summary.temperature < 1.0
+    t = rng.normal(0, 2, 400)
+    labels = (rng.random(400) < 1 / (1 + np.exp(-t))).astype(int)
+    assert calibration_summary(labels, 5 * t).temperature == pytest.approx(5, rel=0.2)  # overconfident
+    assert calibration_summary(labels, 0.5 * t).temperature == pytest.approx(0.5, rel=0.2)  # underconfident
