@@ -168,3 +168,17 @@ def test_vignetted_plate_scores_like_the_clean_plate_after_correction(tmp_path):
     assert on["corr"] > 0.995 and on["mean_abs_diff"] < 0.02 * on["score_sd"]
     assert on["mean_abs_diff"] < 0.25 * off["mean_abs_diff"]
     assert abs(on["z_clean"] - on["z_vignetted"]) < 0.02
+
+
+def test_score_config_selects_z_handling(world, reference, tmp_path):
+    from fibroclass.errors import FibroclassError
+    from fibroclass.scoring.config import config_from_dict, load_score_config
+
+    assert load_score_config(Path(__file__).parents[1] / "configs" / "score" / "default.yaml").z == "max"
+    with pytest.raises(FibroclassError, match="plane number"):
+        config_from_dict({"discovery": {"z": 0}})
+    folder = exported(world, "screen", "harmony-zstack")
+    cfg = config_from_dict({"discovery": {"z": 2}})  # the middle plane is the rendered one
+    score([folder], world.screen.platemap, reference.model, tmp_path / "z2", config=cfg, progress=False)
+    wells = pd.read_csv(tmp_path / "z2" / "wells.csv")
+    pd.testing.assert_frame_equal(wells[WELL_NUMBERS], reference.wells[WELL_NUMBERS])

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from fibroclass.errors import FibroclassError
+from fibroclass.io.formats.stacks import check_z
 
 
 def _default_channels() -> dict[str, str]:
@@ -25,6 +26,7 @@ class ScoreConfig:
 
     naming: str = "auto"
     pattern: str | None = None
+    z: str | int = "max"  # Z-stacks: maximum projection, or a 1-based plane number
     channels: dict[str, str] = field(default_factory=_default_channels)
     platemap_columns: dict[str, str] = field(default_factory=dict)
     controls: dict[str, str] = field(default_factory=_default_controls)
@@ -50,6 +52,7 @@ class ScoreConfig:
             raise FibroclassError(
                 f"score config: inference.precision must be auto, fp32 or bf16, got {self.precision!r}"
             )
+        self.z = check_z(self.z)
         if self.chunk_fields < 1:
             raise FibroclassError(
                 f"score config: inference.chunk_fields must be >= 1, got {self.chunk_fields}"
@@ -58,7 +61,7 @@ class ScoreConfig:
 
 # YAML section -> {yaml key: ScoreConfig attribute}; top-level scalars map to themselves.
 _SECTIONS = {
-    "discovery": {"naming": "naming", "pattern": "pattern", "channels": "channels"},
+    "discovery": {"naming": "naming", "pattern": "pattern", "channels": "channels", "z": "z"},
     "platemap": {"columns": "platemap_columns"},
     "qc": {"z_prime_min": "z_prime_min"},
     "inference": {

@@ -474,6 +474,7 @@ def score(
         channel_map=cfg.channels,
         column_map=cfg.platemap_columns or None,
         pattern=cfg.pattern,
+        z=cfg.z,
     )
     index = result.index
     run_info = {
