@@ -36,7 +36,14 @@ def register(app: typer.Typer) -> None:
         ),
         platemap: Path = typer.Option(..., "--platemap", help="Plate map CSV (DESIGN.md contract)."),
         out: Path = typer.Option(..., "--out", help="Field index to write (parquet)."),
-        naming: str = typer.Option("auto", "--naming", help="auto | imagexpress | operetta | custom."),
+        naming: str = typer.Option(
+            "auto",
+            "--naming",
+            help="auto | loaddata | harmony | omezarr | imagexpress_htd | ometiff | operetta | imagexpress | custom.",
+        ),
+        z: str = typer.Option(
+            "max", "--z", help="Z-stacks: max (maximum projection) or a plane number (1 = first)."
+        ),
         pattern: str | None = typer.Option(
             None,
             "--pattern",
@@ -56,7 +63,7 @@ def register(app: typer.Typer) -> None:
         Example: fibroclass index exports/PLATE1 exports/PLATE2 --platemap platemap.csv --out data/index.parquet
         """
         result = build_index(
-            dirs, platemap, naming=naming, channel_map=parse_channel_options(channel), pattern=pattern
+            dirs, platemap, naming=naming, channel_map=parse_channel_options(channel), pattern=pattern, z=z
         )
         df = result.index
         write_index(df, out)

@@ -22,7 +22,11 @@ from fibroclass.simulate import (
     simulate_training_set,
 )
 
-NAMING_HELP = "File naming: imagexpress ({plate}_{well}_s{site}_w{ch}.tif) or operetta (rXXcYYfZZp01-chN...)."
+NAMING_HELP = (
+    "Export layout: imagexpress ({plate}_{well}_s{site}_w{ch}.tif), operetta (rXXcYYfZZp01-chN...), harmony "
+    "(+Index.idx.xml), harmony-zstack, imagexpress_htd (TimePoint/ZStep + .HTD), multipage, ometiff, loaddata "
+    "(+load_data.csv) or omezarr; suffix -12bit, -8bit or -vignette for other bit depths / strong vignetting."
+)
 
 
 ARTEFACTS_HELP = "Artefact field rates BLUR,EMPTY,DEBRIS (default {})."
