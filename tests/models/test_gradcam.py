@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fibroclass.data.preprocess import tile_field
 from fibroclass.errors import FibroclassError
 from fibroclass.models.classifier import FibroClassifier
 from fibroclass.models.gradcam import (
@@ -20,6 +21,7 @@ from fibroclass.models.gradcam import (
     gradcam_field,
     overlay,
     stitch,
+    windows,
 )
 from fibroclass.models.spec import ModelSpec
 
@@ -113,8 +115,12 @@ def test_evidence_for_healthy_sits_on_the_aligned_half(trained):
 
 
 def test_stitching_and_errors():
+    img = np.arange(2 * 6 * 7, dtype=np.float32).reshape(2, 6, 7)
+    tiles, positions = windows(img, 4, 4)  # stride = size: exactly the scoring tiles
+    assert np.array_equal(tiles, tile_field(img, 4)) and positions == [(0, 0), (0, 3), (2, 0), (2, 3)]
+    assert windows(img, 4, 2)[1] == [(y, x) for y in (0, 2) for x in (0, 2, 3)]
     maps = np.stack([np.full((4, 4), v, np.float32) for v in (1, 2, 3, 4)])
-    out = stitch(maps, 6, 6)  # tiles at 0 and 2 in each direction: overlaps averaged
+    out = stitch(maps, [(0, 0), (0, 2), (2, 0), (2, 2)], 6, 6)  # overlaps averaged
     assert out[0, 0] == 1 and out[5, 5] == 4 and out[0, 3] == pytest.approx(1.5)
     model = FibroClassifier(ModelSpec(crop_size=16))
     with pytest.raises(FibroclassError, match="takes \\(C, H, W\\) with C = 2"):

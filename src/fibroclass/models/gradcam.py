@@ -3,8 +3,8 @@
 The field is prepared as scoring prepares it (block-mean `downsample`, then `tile_field` tiles of
 `spec.crop_size`). For each tile, Grad-CAM (Selvaraju et al. 2017) weighs the feature maps of the
 backbone's last spatial block by the spatially averaged gradient of the explained score and keeps
-the positive part. Tile maps are upsampled to the tile, stitched (overlaps averaged) and brought back
-to the raw field resolution, so the heatmap has the field's shape.
+the positive part. Window maps (windows every half tile) are upsampled to the window, stitched
+(overlaps averaged) and brought back to the raw field resolution, so the heatmap has the field's shape.
 
 The explained score is the disease logit for fields the model calls GoF and minus the logit for
 fields it calls healthy (``target="predicted"``): the map shows what supports the model's call.
@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import nn
 
-from fibroclass.data.preprocess import downsample, tile_field, tile_starts
+from fibroclass.data.preprocess import downsample, tile_field
 from fibroclass.errors import FibroclassError
 
 Target = Literal["predicted", "disease", "healthy"]
@@ -114,13 +114,38 @@ def tile_cams(
     return np.concatenate(cams), np.concatenate(logits)
 
 
-def stitch(tile_maps: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Place (T, S, S) tile maps where `tile_field` cut them from an (height, width) field; average overlaps."""
+def window_starts(length: int, size: int, stride: int) -> list[int]:
+    """Window offsets every `stride` px covering [0, length), the last one edge-aligned (`tile_starts` at stride = size)."""
+    if length <= size:
+        return [0]
+    starts = list(range(0, length - size + 1, max(1, stride)))
+    return starts if starts[-1] == length - size else [*starts, length - size]
+
+
+def windows(img: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """(T, C, size, size) windows of a (C, H, W) field every `stride` px and their (y, x) offsets.
+
+    Fields smaller than a window are padded as `tile_field` pads them; with ``stride == size`` the windows
+    are exactly the scoring tiles.
+    """
+    c, h, w = img.shape
+    if h < size or w < size:
+        mode = "reflect" if min(h, w) > 1 else "edge"
+        img = np.pad(img, ((0, 0), (0, max(0, size - h)), (0, max(0, size - w))), mode=mode)
+        c, h, w = img.shape
+    positions = [(y, x) for y in window_starts(h, size, stride) for x in window_starts(w, size, stride)]
+    stack = np.stack([img[:, y : y + size, x : x + size] for y, x in positions]).astype(
+        np.float32, copy=False
+    )
+    return stack, positions
+
+
+def stitch(tile_maps: np.ndarray, positions: list[tuple[int, int]], height: int, width: int) -> np.ndarray:
+    """Place (T, S, S) window maps at their (y, x) offsets in an (height, width) map, averaging overlaps."""
     s = tile_maps.shape[-1]
     h, w = max(height, s), max(width, s)
     total = np.zeros((h, w), np.float64)
     count = np.zeros((h, w), np.float64)
-    positions = [(y, x) for y in tile_starts(h, s) for x in tile_starts(w, s)]
     if len(positions) != len(tile_maps):
         raise ValueError(f"{len(tile_maps)} tile maps for {len(positions)} tile positions")
     for (y, x), m in zip(positions, tile_maps, strict=True):
@@ -139,9 +164,17 @@ def _to_field(small: np.ndarray, factor: int, height: int, width: int) -> np.nda
 
 
 def gradcam_field(
-    model: nn.Module, img: np.ndarray, target: Target = "predicted", batch_size: int = 64
+    model: nn.Module,
+    img: np.ndarray,
+    target: Target = "predicted",
+    batch_size: int = 64,
+    stride: int | None = None,
 ) -> FieldExplanation:
-    """Grad-CAM of a raw field `img` (C, H, W) float in [0, 1], channels in `model.spec.channels` order."""
+    """Grad-CAM of a raw field `img` (C, H, W) float in [0, 1], channels in `model.spec.channels` order.
+
+    The call (and `logit`) comes from the scoring tiles; the map from windows every `stride` px
+    (default half a tile), averaged where they overlap, so tile seams do not show as edges.
+    """
     spec = getattr(model, "spec", None)
     if spec is None:
         raise FibroclassError("Grad-CAM needs a classifier with a ModelSpec (`spec`), e.g. a FibroClassifier")
@@ -165,10 +198,15 @@ def gradcam_field(
                 .mean()
             )
         cls = ("disease" if logit > 0 else "healthy") if target == "predicted" else target
-        cams, _ = tile_cams(model, tiles, 1.0 if cls == "disease" else -1.0, layer, batch_size)
+        step = stride or max(1, spec.crop_size // 2)
+        wins, positions = windows(small, spec.crop_size, step)
+        cams, _ = tile_cams(
+            model, torch.from_numpy(wins), 1.0 if cls == "disease" else -1.0, layer, batch_size
+        )
     finally:
         model.train(was_training)
-    cam = _to_field(stitch(cams, *small.shape[1:]), spec.downsample, *arr.shape[1:]).astype(np.float32)
+    small_map = stitch(cams, positions, *small.shape[1:])
+    cam = _to_field(small_map, spec.downsample, *arr.shape[1:]).astype(np.float32)
     peak = float(cam.max())
     heatmap = cam / peak if peak > 0 else np.zeros_like(cam)
     p = float(1.0 / (1.0 + np.exp(-logit / float(spec.temperature))))
@@ -223,7 +261,7 @@ def explanation_figure(
     axes[0].imshow(composite(img, channels))
     axes[0].set_title("actin (green) + nuclei (blue)", fontsize=9)
     im = axes[1].imshow(exp.heatmap, cmap="inferno", vmin=0, vmax=1)
-    axes[1].set_title(f"Grad-CAM: evidence for '{exp.target}' ({exp.layer})", fontsize=9)
+    axes[1].set_title(f"Grad-CAM: evidence for '{exp.target}' (block {exp.layer})", fontsize=9)
     fig.colorbar(im, ax=axes[1], fraction=0.046)
     axes[2].imshow(overlay(img, exp.heatmap))
     axes[2].set_title("overlay on actin", fontsize=9)
