@@ -20,15 +20,15 @@ class AugmentConfig:
 
     flip_p: float = 0.5  # horizontal and vertical flips, each
     rotate90_p: float = 0.5
-    affine_p: float = 0.3
-    affine_scale: tuple[float, float] = (0.9, 1.1)
+    affine_p: float = 0.5
+    affine_scale: tuple[float, float] = (0.85, 1.15)  # covers donor-to-donor cell size differences
     affine_rotate: tuple[float, float] = (-10.0, 10.0)
     affine_translate: tuple[float, float] = (-0.05, 0.05)  # fraction of the crop
-    brightness_contrast_p: float = 0.5
-    brightness_limit: float = 0.1  # relative to the crop's mean intensity (fields rarely fill 16 bits)
-    contrast_limit: float = 0.1
-    blur_p: float = 0.1
-    blur_sigma: tuple[float, float] = (0.3, 1.0)
+    brightness_contrast_p: float = 0.8
+    brightness_limit: float = 0.2  # relative to the crop's mean (stain intensity varies by donor/plate)
+    contrast_limit: float = 0.15
+    blur_p: float = 0.2
+    blur_sigma: tuple[float, float] = (0.3, 1.5)  # mild defocus
     noise_p: float = 0.2
     noise_std: tuple[float, float] = (0.0005, 0.002)  # absolute, on [0, 1] intensities (12-bit max ~0.06)
 
