@@ -164,12 +164,16 @@ class PlateCorrection:
     _cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     def flatfield(self, shape: tuple[int, int]) -> np.ndarray:
-        """(C, H, W) flat-field for fields of `shape` (cached)."""
+        """(C, H, W) flat-field for fields of `shape` (the last shape is kept; see `release`)."""
         ff = self._cache.get(shape)
         if ff is None:
-            ff = np.stack([evaluate_surface(c, self.degree, shape) for c in self.coef])
-            self._cache[shape] = np.maximum(ff, np.float32(0.05))
+            ff = np.maximum(np.stack([evaluate_surface(c, self.degree, shape) for c in self.coef]), 0.05)
+            self._cache = {shape: ff.astype(np.float32)}
         return self._cache[shape]
+
+    def release(self) -> None:
+        """Drop the full-size flat-field kept by `flatfield` (memory stays flat over many plates)."""
+        self._cache = {}
 
     def apply_flatfield(self, img: np.ndarray) -> np.ndarray:
         dark = self.dark.astype(np.float32)[:, None, None]
@@ -252,6 +256,7 @@ class PlateCorrections:
         self.target_pixel_size_um = float(target_pixel_size_um) if known_size(target_pixel_size_um) else None
         self.plates: dict[str, PlateCorrection] = {}
         self.notes: list[str] = []
+        self._last: PlateCorrection | None = None
 
     # -- estimation -------------------------------------------------------------------------------------
     @classmethod
@@ -308,6 +313,9 @@ class PlateCorrections:
                 except FibroclassError:
                     failed += 1
                     continue
+                if not np.isfinite(img).all():  # NaN/inf pixels: flagged when scored, never estimated from
+                    failed += 1
+                    continue
                 grids.append(np.stack([grid_means(p, s.grid) for p in img]))
             shapes = {g.shape for g in grids}
             if len(grids) < s.min_fields or len(shapes) != 1:
@@ -321,7 +329,9 @@ class PlateCorrections:
                 corr.coef, corr.dark = estimate_flatfield(np.stack(grids), s.degree)
                 corr.n_flat_fields = len(grids)
             if failed:
-                self.notes.append(f"plate {plate}: {failed} unreadable field(s) left out of the flat-field")
+                self.notes.append(
+                    f"plate {plate}: {failed} unreadable or non-finite field(s) left out of the flat-field"
+                )
         if s.normalize:
             self._estimate_levels(corr, rows)
         return corr
@@ -339,6 +349,8 @@ class PlateCorrections:
             try:
                 img = self._geometry(self._read_raw(row), corr, row.get(PIXEL_SIZE))
             except FibroclassError:
+                continue
+            if not np.isfinite(img).all():
                 continue
             flat = img.reshape(img.shape[0], -1)
             lo, hi = np.percentile(flat, [s.low_pct, s.high_pct], axis=1)
@@ -364,6 +376,9 @@ class PlateCorrections:
     def correct(self, img: np.ndarray, plate: str, pixel_size_um: float | None = None) -> np.ndarray:
         """A raw (C, H, W) field of `plate` -> flat-field corrected, resampled, normalized float32."""
         corr = self.plates.get(str(plate))
+        if self._last is not None and self._last is not corr:
+            self._last.release()  # fields arrive plate by plate: keep one plate's flat-field in memory
+        self._last = corr
         if corr is None:
             if self.settings.enabled:
                 raise FibroclassError(
