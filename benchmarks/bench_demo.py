@@ -1,0 +1,42 @@
+"""(e) Wall time of `fibroclass demo` (simulate → index → split → train → register → score) from scratch.
+
+python benchmarks/bench_demo.py
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, print_table  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "NO_ALBUMENTATIONS_UPDATE": "1",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlruns.db",
+        }
+        cmd = [sys.executable, "-m", "fibroclass.cli", "demo", "--out", str(Path(tmp) / "demo_out")]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+    if proc.returncode:
+        print(proc.stdout[-3000:], proc.stderr[-3000:])
+        raise SystemExit(proc.returncode)
+    print_table(
+        f"demo (e): {machine()}",
+        [{"command": "fibroclass demo", "seconds": seconds, "minutes": seconds / 60}],
+    )
+
+
+if __name__ == "__main__":
+    main()
