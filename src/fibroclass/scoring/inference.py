@@ -252,7 +252,8 @@ def iter_field_results(
     spec: ModelSpec = runner.model.spec
     feats = list(FIELD_FEATURES if features is None else features)
     dataset = FieldTiles(paths, spec.downsample, spec.crop_size, spec.channels, feats, reader)
-    loader = make_loader(dataset, num_workers, pin_memory=runner.device.type == "cuda")
+    on_gpu = runner.device.type == "cuda"
+    loader = make_loader(dataset, num_workers, pin_memory=on_gpu)
 
     # Per field in flight: tiles still to score, running sums, features.
     left: dict[int, int] = {}
@@ -312,6 +313,8 @@ def iter_field_results(
         left[i] = n_tiles[i] = len(tiles)
         logit_sum[i] = 0.0
         feats_of[i] = values
+        if on_gpu:  # pinned by the loader: copy now, asynchronously; batches are assembled on the GPU
+            tiles = tiles.to(runner.device, non_blocking=True)
         buf.append(tiles)
         owners.append(np.full(len(tiles), i, dtype=np.int64))
         buffered += len(tiles)
