@@ -10,7 +10,8 @@ Data path (built so that reading the files is the bottleneck, not Python):
   results to disk (`scoring.pipeline` writes per-plate chunks); `score_fields` collects them in memory.
 
 A field that cannot be read becomes a flagged row (`qc_pass=False`, `qc_reason="unreadable: ..."`,
-NaN scores) instead of stopping the run.
+NaN scores) instead of stopping the run; so does a field with NaN/inf pixels (`"nonfinite: ..."`), which is
+never fed to the model.
 """
 
 from __future__ import annotations
@@ -87,12 +88,25 @@ class FieldTiles(Dataset):
         values, feature_error = compute_features(img, self.channels, self.features)
         if feature_error:
             values[FEATURE_ERROR] = feature_error
+        nonfinite = nonfinite_reason(img, paths)
+        if nonfinite:  # never fed to the model: one NaN pixel makes every tile's logit NaN
+            return i, None, values, nonfinite
         try:
             model_img = img if self.reader is None else self.reader.correct(i, img)
             tiles = tile_field(downsample(model_img, self.factor), self.crop_size)
         except Exception as exc:  # noqa: BLE001
             return i, None, values, f"unreadable: {type(exc).__name__}: {exc} ({paths})"
         return i, torch.from_numpy(np.ascontiguousarray(tiles)), values, ""
+
+
+def nonfinite_reason(img: np.ndarray, paths: Sequence[str]) -> str:
+    """`nonfinite: ...` naming the channel files of a (C, H, W) field with NaN/inf pixels ("" when none)."""
+    bad = ~np.isfinite(img)
+    if not bad.any():
+        return ""
+    counts = bad.reshape(len(img), -1).sum(axis=1)
+    where = "; ".join(f"{int(n)} in {p}" for n, p in zip(counts, paths, strict=False) if n)
+    return f"nonfinite: NaN/inf pixels ({where})"
 
 
 def _keep_item(item: FieldItem) -> FieldItem:
