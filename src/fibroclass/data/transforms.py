@@ -51,6 +51,7 @@ def build_train_transform(cfg: AugmentConfig | None = None) -> A.Compose:
             A.RandomBrightnessContrast(
                 brightness_limit=c.brightness_limit,
                 contrast_limit=c.contrast_limit,
+                brightness_by_max=False,  # brightness shift = limit x the crop's mean, not x 1.0
                 p=c.brightness_contrast_p,
             ),
             A.GaussianBlur(sigma_limit=tuple(c.blur_sigma), p=c.blur_p),
