@@ -21,7 +21,7 @@ from fibroclass.evaluation.calibration import (
     fit_temperature,
 )
 from fibroclass.evaluation.metrics import expected_calibration_error
-from fibroclass.evaluator import calibrate_classifier, field_logits, split_frame
+from fibroclass.evaluator import calibrate_classifier, field_logits, split_frames
 from fibroclass.models.classifier import FibroClassifier
 from fibroclass.models.spec import ModelSpec
 from fibroclass.tracking.models import load_classifier
@@ -54,20 +54,21 @@ def _overconfident(seed: int = 0, scale: float = 60.0) -> FibroClassifier:
 
 def test_temperature_fixes_an_overconfident_model_on_held_out_donors(mlflow_uri, split_dir):
     model = _overconfident()
-    val, test = split_frame(split_dir, ["val"]), split_frame(split_dir, ["test"])
+    (val, controls), (test, _) = split_frames(split_dir, ["val"]), split_frames(split_dir, ["test"])
     assert set(val[schema.DONOR]).isdisjoint(test[schema.DONOR])
-    test_logits = field_logits(model, test)
+    test_logits = field_logits(model, test, context=controls)
     test_pred = pd.DataFrame({"label": (test[schema.ROLE] == "disease").astype(int), "logit": test_logits})
     before = expected_calibration_error(test_pred["label"], apply_temperature(test_logits, 1.0))
     assert before > 0.3  # p near 0/1 on fields it gets wrong half the time
 
-    summary = calibrate_classifier(model, val, test_pred)
+    val_y = (val[schema.ROLE] == "disease").astype(int).to_numpy()
+    summary = calibrate_classifier(model, val_y, field_logits(model, val, context=controls), test_pred)
     assert summary.temperature > 2.0 and model.spec.temperature == pytest.approx(summary.temperature)
     assert summary.ece["test/ece_before"] == pytest.approx(before)
     assert summary.ece["test/ece_after"] < summary.ece["test/ece_before"]
     assert summary.ece["val/ece_after"] < summary.ece["val/ece_before"]
     # scoring uses the stored temperature: same ranking, softer probabilities
-    scored = apply_temperature(field_logits(model, test), model.spec.temperature)
+    scored = apply_temperature(field_logits(model, test, context=controls), model.spec.temperature)
     assert np.argsort(scored).tolist() == np.argsort(apply_temperature(test_logits, 1.0)).tolist()
     assert np.abs(scored - 0.5).max() < np.abs(apply_temperature(test_logits, 1.0) - 0.5).max()
 

@@ -18,19 +18,24 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
+from torch.utils.data import DataLoader
 
 from fibroclass import schema
-from fibroclass.data.fields import field_labels
+from fibroclass.data.datamodule import FibroDataModule
+from fibroclass.data.datasets import FieldTileDataset
+from fibroclass.data.fields import FieldCache, channel_paths, field_labels
+from fibroclass.data.illumination import FieldReader, corrections_for_model
 from fibroclass.errors import FibroclassError
 from fibroclass.evaluation import lodo
 from fibroclass.evaluation import plots as evplots
 from fibroclass.evaluation.baseline import MODELS as BASELINE_MODELS
 from fibroclass.evaluation.calibration import CalibrationSummary, apply_temperature, calibration_summary
 from fibroclass.evaluation.features import BASELINE_FEATURES, organization_features
-from fibroclass.scoring.inference import score_fields
+from fibroclass.models.module import field_level
 from fibroclass.tracking.plots import log_figure, log_table
 from fibroclass.tracking.runs import end_run, log_folder, log_metrics, set_tags, start_run
 
@@ -39,51 +44,84 @@ META_COLUMNS = (*schema.FIELD_KEYS, schema.DONOR, schema.ROLE, schema.GENOTYPE)
 
 
 # -- predictions and calibration ----------------------------------------------------------------------
-def field_logits(model: nn.Module, frame: pd.DataFrame, batch_size: int = 256) -> np.ndarray:
-    """Mean tile logit per field (before temperature), read and tiled exactly as `fibroclass score` does."""
-    if frame.empty:
+def _tile_logits(model: nn.Module, dataset: FieldTileDataset, batch_size: int = 256) -> np.ndarray:
+    """Mean tile logit per field (field order of `dataset`), before any temperature."""
+    if len(dataset) == 0:
         return np.zeros(0)
     device = next(model.parameters()).device
-    scored, _ = score_fields(frame, model, batch_size=batch_size, device=str(device), progress=False)
-    bad = ~scored[schema.QC_PASS].to_numpy(bool)
-    if bad.any():
-        row = scored[bad].iloc[0]
-        key = " ".join(str(row[k]) for k in schema.FIELD_KEYS)
-        raise FibroclassError(f"field {key} could not be scored: {row[schema.QC_REASON]}")
-    return scored[schema.DISEASE_SCORE].to_numpy(float) * float(model.spec.temperature)
+    was_training = model.training
+    model.eval()
+    parts = []
+    try:
+        with torch.inference_mode():
+            for x, y, f in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+                parts.append((model(x.to(device)).float().cpu(), y, f))
+    finally:
+        model.train(was_training)
+    logits, labels, fields = (torch.cat(t) for t in zip(*parts, strict=True))
+    table = field_level(logits, labels, fields)
+    return table.sort_values("field")["logit"].to_numpy(float)
+
+
+def module_field_logits(classifier: nn.Module, dm: FibroDataModule, split: str) -> np.ndarray:
+    """Field logits of a data module's `split` fields, read and tiled exactly as its test predictions."""
+    return _tile_logits(classifier, dm.eval_dataset(split), dm.eval_batch_size)
+
+
+def field_logits(
+    model: nn.Module, frame: pd.DataFrame, context: pd.DataFrame | None = None, batch_size: int = 256
+) -> np.ndarray:
+    """Mean tile logit per field of `frame` for a logged model, prepared as in training and scoring.
+
+    Fields go through `data.illumination.FieldReader` with the model's illumination settings; the
+    per-plate estimates come from `context` (default: `frame`) - pass the split's control fields to
+    reproduce training, or the whole plates to reproduce scoring.
+    """
+    spec = model.spec
+    corrections = corrections_for_model(frame if context is None else context, spec)
+    reader = FieldReader(frame, spec.channels, corrections)
+    cache = FieldCache(channel_paths(frame, spec.channels), spec.downsample, reader)
+    return _tile_logits(model, FieldTileDataset(cache, np.zeros(len(frame)), spec.crop_size), batch_size)
 
 
 def calibrate_classifier(
     classifier: nn.Module,
-    val_frame: pd.DataFrame,
+    val_labels: np.ndarray,
+    val_logits: np.ndarray,
     test_predictions: pd.DataFrame | None = None,
     run_id: str | None = None,
 ) -> CalibrationSummary:
-    """Fit the temperature on the validation fields, store it in `classifier.spec`, log ECE + reliability.
+    """Fit the temperature on validation field logits, store it in `classifier.spec`, log ECE + reliability.
 
-    `test_predictions` (columns `label`, `logit`: the module's per-field test output) gives the
-    held-out-donor ECE before/after. With `run_id`, logs ``val/ece_before``, ``val/ece_after``,
-    ``test/ece_*``, ``calibration/temperature`` and ``calibration/reliability_{val,test}.png``.
+    `test_predictions` (columns `label`, `logit`: per-field test output) gives the held-out-donor ECE
+    before/after. With `run_id`, logs ``val/ece_before``, ``val/ece_after``, ``test/ece_*``,
+    ``calibration/temperature`` and ``calibration/reliability_{val,test}.png``.
     """
-    spec = classifier.spec
-    val_y = field_labels(val_frame)
-    val_z = field_logits(classifier, val_frame)
     test_y = test_z = None
     if test_predictions is not None and not test_predictions.empty:
         test_y = test_predictions["label"].to_numpy(int)
         test_z = test_predictions["logit"].to_numpy(float)
-    summary = calibration_summary(val_y, val_z, test_y, test_z)
-    spec.temperature = summary.temperature
+    summary = calibration_summary(val_labels, val_logits, test_y, test_z)
+    classifier.spec.temperature = summary.temperature
     if run_id:
         log_metrics(run_id, summary.metrics)
-        for name, y, z in (("val", val_y, val_z), ("test", test_y, test_z)):
+        for name, y, z in (("val", val_labels, val_logits), ("test", test_y, test_z)):
             if y is not None and len(y):
-                fig = evplots.plot_reliability(
-                    y, apply_temperature(z, 1.0), apply_temperature(z, spec.temperature)
-                )
-                fig.suptitle(f"{name} donors, T = {spec.temperature:.2f}", fontsize=9)
+                t = summary.temperature
+                fig = evplots.plot_reliability(y, apply_temperature(z, 1.0), apply_temperature(z, t))
+                fig.suptitle(f"{name} donors, T = {t:.2f}", fontsize=9)
                 log_figure(fig, f"calibration/reliability_{name}.png", run_id)
     return summary
+
+
+def calibrate_after_fit(
+    classifier: nn.Module, dm: FibroDataModule, test_predictions: pd.DataFrame | None, run_id: str | None
+) -> CalibrationSummary:
+    """`calibrate_classifier` on the data module's validation donors (the end of every training run)."""
+    val_logits = module_field_logits(classifier, dm, "val")
+    return calibrate_classifier(
+        classifier, field_labels(dm.frames["val"]), val_logits, test_predictions, run_id
+    )
 
 
 # -- shared outputs -----------------------------------------------------------------------------------
@@ -200,7 +238,7 @@ def _train_fold(args: list[str], parent_run: str, fold: lodo.Fold) -> tuple[pd.D
     logger = mlflow_logger(trainer)
     run_id = logger.run_id if logger is not None else None
     preds = module.test_predictions
-    calibrate_classifier(module.classifier, dm.frames["val"], preds, run_id)
+    calibrate_after_fit(module.classifier, dm, preds, run_id)
     frame = dm.frames["test"].iloc[preds["field"].to_numpy()]
     rows = _prediction_rows(frame, preds["logit"].to_numpy(float), module.classifier.spec.temperature)
     rows.insert(0, lodo.FOLD, fold.name)
@@ -352,9 +390,13 @@ class ModelEvalResult:
     summary: lodo.CVSummary
 
 
-def split_frame(split: str | Path, subsets: Sequence[str], index: str | Path | None = None) -> pd.DataFrame:
-    """Control fields of the `subsets` (train/val/test) donors of a split manifest, with a ``split`` column."""
-    from fibroclass.data.datamodule import FibroDataModule
+def split_frames(
+    split: str | Path, subsets: Sequence[str], index: str | Path | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(control fields of the `subsets` donors, control fields of all the split's donors), with ``split``.
+
+    The second frame is what training estimated the illumination corrections from.
+    """
     from fibroclass.io.index import read_index
 
     bad = [s for s in subsets if s not in schema.SPLITS]
@@ -364,10 +406,11 @@ def split_frame(split: str | Path, subsets: Sequence[str], index: str | Path | N
     index_path = dm.resolve_index_path()
     table = read_index(index_path)
     table = table.assign(**{schema.SPLIT: dm.manifest.assign(table).to_numpy()})
-    frame = table[table[schema.SPLIT].isin(list(subsets))].reset_index(drop=True)
+    controls = table[table[schema.SPLIT].isin(list(schema.SPLITS))].reset_index(drop=True)
+    frame = controls[controls[schema.SPLIT].isin(list(subsets))].reset_index(drop=True)
     if frame.empty:
         raise FibroclassError(f"split {split} has no control fields in {', '.join(subsets)}")
-    return frame
+    return frame, controls
 
 
 def evaluate_model(
@@ -385,9 +428,9 @@ def evaluate_model(
     from fibroclass.tracking.models import load_classifier
 
     model = load_classifier(model_uri, trust_pickle=trust_pickle)
-    frame = split_frame(split, subsets, index)
+    frame, controls = split_frames(split, subsets, index)
     temperature = float(model.spec.temperature)
-    logits = field_logits(model, frame)
+    logits = field_logits(model, frame, context=controls)
     preds = _prediction_rows(frame, logits, temperature)
     preds[schema.SPLIT] = frame[schema.SPLIT].to_numpy()
     out = Path(out_dir).resolve()
@@ -466,7 +509,7 @@ def representative_fields(
         if rows.empty:
             continue
         rows = rows.iloc[np.sort(rng.permutation(len(rows))[:candidates])].reset_index(drop=True)
-        p = apply_temperature(field_logits(model, rows), float(model.spec.temperature))
+        p = apply_temperature(field_logits(model, rows, context=index), float(model.spec.temperature))
         order = np.argsort(p, kind="stable")
         qs = [0.5] if per_role == 1 else np.linspace(0.1, 0.9, per_role)
         picks = sorted({int(order[round(q * (len(order) - 1))]) for q in qs})
@@ -489,7 +532,6 @@ def explain(
     """Grad-CAM figures (composite, heatmap, overlay) and field-resolution overlay PNGs for chosen fields."""
     import matplotlib.image as mpimg
 
-    from fibroclass.data.fields import load_field
     from fibroclass.io.index import read_index
     from fibroclass.models.gradcam import explanation_figure, gradcam_field, overlay
     from fibroclass.tracking.models import load_classifier
@@ -502,12 +544,14 @@ def explain(
     if pick > 0:
         table = pd.concat([table, representative_fields(index, model, pick)], ignore_index=True)
         table = table.drop_duplicates(list(schema.FIELD_KEYS)).reset_index(drop=True)
+    plates = index[index[schema.PLATE].isin(set(table[schema.PLATE]))]  # what scoring estimates from
+    reader = FieldReader(table, model.spec.channels, corrections_for_model(plates, model.spec))
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     channels = tuple(model.spec.channels)
     rows = []
-    for _, row in table.iterrows():
-        img = load_field([str(row[schema.path_col(c)]) for c in channels])
+    for i, row in table.iterrows():
+        img = reader(int(i))  # the model's view: bit depth, flat-field, pixel size, normalization
         exp = gradcam_field(model, img, target)  # type: ignore[arg-type]
         stem = f"{row[schema.PLATE]}_{row[schema.WELL]}_s{row[schema.SITE]}"
         who = " ".join(

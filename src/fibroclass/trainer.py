@@ -22,7 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from fibroclass.data.datamodule import FibroDataModule, donors_of
 from fibroclass.errors import FibroclassError
-from fibroclass.evaluator import calibrate_classifier
+from fibroclass.evaluator import calibrate_after_fit
 from fibroclass.models.checkpoint import AUROCCheckpoint
 from fibroclass.models.classifier import FibroClassifier
 from fibroclass.models.module import FibroModule
@@ -243,7 +243,7 @@ def run_training(args: list[str]) -> TrainResult:
         dm.corrections.save(folder / "illumination.npz")
         log_folder(result.run_id, folder, "illumination")
     # temperature scaling on the validation donors: stored in the spec that is logged below
-    calibrate_classifier(module.classifier, dm.frames["val"], module.test_predictions, result.run_id)
+    calibrate_after_fit(module.classifier, dm, module.test_predictions, result.run_id)
     tags = {"split": dm.split_dir.name, "run_id": result.run_id}
     tags.update({k.replace("/", "_"): f"{v:.4f}" for k, v in metrics.items()})
     result.model = log_classifier(
