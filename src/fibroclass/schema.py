@@ -21,6 +21,11 @@ BIT_DEPTH = "bit_depth"
 PIXEL_SIZE = "pixel_size_um"
 
 
+# Scoring indexes only (`build_index(lenient=True)`): why a discovered field cannot be read (a missing or
+# duplicated channel file); "" for readable fields. Such fields become flagged rows instead of vanishing.
+SKIP_REASON = "skip_reason"
+
+
 def path_col(channel: str) -> str:
     """Name of the field-index column holding the file path of `channel`."""
     return f"path_{channel}"

@@ -34,7 +34,7 @@ import pandas as pd
 from fibroclass.errors import FibroclassError
 from fibroclass.io.images import read_field
 from fibroclass.io.pixels import field_bit_depth, known_size, rescale_to_pixel_size
-from fibroclass.schema import BIT_DEPTH, PIXEL_SIZE, PLATE, ROLE, path_col
+from fibroclass.schema import BIT_DEPTH, PIXEL_SIZE, PLATE, ROLE, SKIP_REASON, path_col
 
 TRIM = 0.05  # fraction of field ranks cut at each end when estimating the flat-field (debris, empty fields)
 ILLUMINATION_FILE = "illumination.npz"  # estimates kept with a training run / per scored plate
@@ -467,6 +467,8 @@ class FieldReader:
         self.plates = frame[PLATE].astype(str).tolist()
         self.bit_depths = [field_bit_depth(v) for v in frame.get(BIT_DEPTH, pd.Series([None] * len(frame)))]
         self.pixel_sizes = list(frame.get(PIXEL_SIZE, pd.Series([np.nan] * len(frame))))
+        skip = frame[SKIP_REASON] if SKIP_REASON in frame.columns else pd.Series("", index=frame.index)
+        self.skip_reasons = [v if isinstance(v, str) else "" for v in skip]
         self.corrections = corrections
 
     def __len__(self) -> int:
@@ -483,6 +485,10 @@ class FieldReader:
         sizes = [float(v) if known_size(v) else None for v in self.pixel_sizes]
         h.update(json.dumps([self.bit_depths, sizes]).encode())
         return f"illumination:{h.hexdigest()[:16]}"
+
+    def skip_reason(self, i: int) -> str:
+        """Why field i cannot be read (a missing or duplicated channel file, from discovery), else ""."""
+        return self.skip_reasons[i]
 
     def raw(self, i: int) -> np.ndarray:
         """Field i as stored, scaled to [0, 1] by its plate's bit depth (for QC and other readouts)."""

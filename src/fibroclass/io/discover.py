@@ -16,7 +16,7 @@ from fibroclass.io.formats.base import examples, image_names
 from fibroclass.io.formats.stacks import ZChoice, check_z, with_z
 from fibroclass.io.pixels import annotate_fields
 from fibroclass.io.wells import well_row_col, well_sort_key
-from fibroclass.schema import COL, PLATE, ROW, SITE, WELL, path_col
+from fibroclass.schema import COL, PLATE, ROW, SITE, SKIP_REASON, WELL, path_col
 
 # Raw channel token of the export (lower case) -> channel name. Channels are ordered as first named here.
 DEFAULT_CHANNEL_MAP: dict[str, str] = {"w1": "actin", "w2": "nuclei", "ch1": "actin", "ch2": "nuclei"}
@@ -89,8 +89,11 @@ def _scan_root(
     return files
 
 
-def _assemble(files: list[ImageFile], cmap: dict[str, str], problems: list[str]) -> pd.DataFrame:
+def _assemble(
+    files: list[ImageFile], cmap: dict[str, str], problems: list[str], keep_incomplete: bool = False
+) -> pd.DataFrame:
     channels = list(dict.fromkeys(cmap.values()))
+    outcome = "field kept as a flagged row" if keep_incomplete else "field skipped"
     unmapped: dict[str, list[str]] = defaultdict(list)
     by_key: dict[FieldKey, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for f in files:
@@ -108,19 +111,24 @@ def _assemble(files: list[ImageFile], cmap: dict[str, str], problems: list[str])
         label = f"plate {plate} well {well} site {site}"
         dupes = {ch: paths for ch, paths in found.items() if len(paths) > 1}
         missing = [ch for ch in channels if ch not in found]
+        reason = ""
         if dupes:
             detail = "; ".join(f"{ch}: {', '.join(sorted(p))}" for ch, p in dupes.items())
-            problems.append(f"{label}: several files for one channel ({detail}); field skipped")
+            reason = f"{label}: several files for one channel ({detail})"
         elif missing:
             have = ", ".join(f"{ch}: {p[0]}" for ch, p in found.items())
-            problems.append(f"{label}: missing channel(s) {', '.join(missing)} (found {have}); field skipped")
-        else:
-            row, col = well_row_col(well)
-            rows.append(
-                {PLATE: plate, WELL: well, ROW: row, COL: col, SITE: site}
-                | {path_col(ch): found[ch][0] for ch in channels}
-            )
+            reason = f"{label}: missing channel(s) {', '.join(missing)} (found {have})"
+        if reason:
+            problems.append(f"{reason}; {outcome}")
+        if reason and not keep_incomplete:
+            continue
+        row, col = well_row_col(well)
+        paths = {path_col(ch): found[ch][0] if len(found.get(ch, ())) == 1 else "" for ch in channels}
+        rows.append({PLATE: plate, WELL: well, ROW: row, COL: col, SITE: site} | paths)
+        if keep_incomplete:
+            rows[-1][SKIP_REASON] = reason
     columns = [PLATE, WELL, ROW, COL, SITE] + [path_col(ch) for ch in channels]
+    columns += [SKIP_REASON] if keep_incomplete else []
     df = pd.DataFrame(rows, columns=columns)
     if df.empty:
         return df.astype({COL: "int64", SITE: "int64"})
@@ -136,6 +144,7 @@ def discover_fields(
     channel_map: Mapping[str, str] | None = None,
     pattern: str | None = None,
     z: ZChoice = "max",
+    keep_incomplete: bool = False,
 ) -> DiscoveryResult:
     """Find every field under `roots` (each a plate folder, a folder of plate folders, or a flat export).
 
@@ -144,7 +153,9 @@ def discover_fields(
     `channel_map`: raw channel token -> channel name (default `DEFAULT_CHANNEL_MAP`); tokens not in it
     are ignored and reported (a token may also be a channel name from the export's metadata).
     `z`: Z-stacks become their maximum projection ("max") or plane `z` (1-based). Fields missing a
-    channel, duplicate files and unparseable TIFFs are listed in `.problems` and left out of `.fields`. Raises FibroclassError when a root is missing, holds no TIFFs
+    channel, duplicate files and unparseable TIFFs are listed in `.problems` and left out of `.fields`;
+    with `keep_incomplete` (scoring) fields missing a channel or holding several files for one are kept,
+    with "" for those paths and the problem in `skip_reason`. Raises FibroclassError when a root is missing, holds no TIFFs
     at all, or no complete field is found.
     """
     if isinstance(roots, (str, Path)):
@@ -163,7 +174,7 @@ def discover_fields(
             raise FibroclassError(f"image folder {root} does not exist or is not a folder")
         files.extend(_scan_root(root, naming, custom, result, check_z(z)))
     files = list({f.path: f for f in files}.values())  # overlapping roots find a file twice
-    result.fields = _assemble(files, cmap, result.problems)
+    result.fields = _assemble(files, cmap, result.problems, keep_incomplete)
     if not result.fields.empty:  # bit depth per plate, pixel size per field (io.pixels)
         result.fields, notes = annotate_fields(result.fields, {f.path: f for f in files})
         result.problems.extend(notes)

@@ -75,6 +75,7 @@ def build_index(
     column_map: Mapping[str, str] | None = None,
     pattern: str | None = None,
     z: str | int = "max",
+    lenient: bool = False,
 ) -> IndexResult:
     """Discover fields under `roots` (see `discover_fields`) and join them with the plate map on (plate, well).
 
@@ -82,13 +83,22 @@ def build_index(
     image wells without a plate-map row are warned about (the latter are dropped); plates of the map that match
     no image plate raise. Columns: field keys, `path_<channel>`, then the plate-map columns (role, compound,
     concentration_uM, donor, genotype, extras); rows sorted by plate, well, site.
+
+    `lenient` (scoring: one bad well must not stop a screen): plate-map rows that cannot be used (invalid
+    well, role or concentration; a well listed twice with different values) are left out with a warning
+    instead of raising, and fields missing a channel file stay in the index with a `skip_reason`.
     """
     platemap_path = Path(platemap_path)
-    disc = discover_fields(roots, naming=naming, channel_map=channel_map, pattern=pattern, z=z)
+    disc = discover_fields(
+        roots, naming=naming, channel_map=channel_map, pattern=pattern, z=z, keep_incomplete=lenient
+    )
     fields = disc.fields
     warnings = [f"discovery: {p}" for p in disc.problems]
     image_plates = sorted(set(fields[PLATE]))
-    pm = _plate_column(read_platemap(platemap_path, column_map), image_plates, platemap_path)
+    row_problems: list[str] | None = [] if lenient else None
+    pm = read_platemap(platemap_path, column_map, problems=row_problems)
+    warnings += [f"plate map: {p}" for p in row_problems or []]
+    pm = _plate_column(pm, image_plates, platemap_path)
 
     pm = pm.rename(columns={PM_PLATE: PLATE, PM_WELL: WELL})
     pm_cols = [c for c in pm.columns if c not in (PLATE, WELL)]

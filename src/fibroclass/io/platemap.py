@@ -101,6 +101,7 @@ def read_platemap(
     path: str | Path,
     column_map: Mapping[str, str] | None = None,
     default_plate: str | None = None,
+    problems: list[str] | None = None,
 ) -> pd.DataFrame:
     """Read and validate a plate map CSV (`.tsv` is read tab-separated).
 
@@ -111,6 +112,10 @@ def read_platemap(
     `column_map` renames file columns to contract names, e.g. {"Well": "well", "Conc (uM)": "concentration_uM"};
     contract names also match case-insensitively. Without a `plate` column and `default_plate` the result has
     no `plate` column (one-plate map). Errors name the file, the CSV line, the column and the well.
+
+    With a `problems` list (lenient: scoring), a row that cannot be used is left out and its error appended
+    instead of raised; a well listed twice with the same values counts once, with different values it is
+    left out. A file that cannot be read, lacks a required column or has no usable row always raises.
     """
     path = Path(path)
     df = _rename_columns(_read_table(path), path, column_map)
@@ -127,30 +132,26 @@ def read_platemap(
     if PM_PLATE not in df.columns and default_plate is not None:
         df.insert(0, PM_PLATE, str(default_plate))
 
-    plates, wells, roles, compounds, concs = [], [], [], [], []
+    plates, wells, roles, compounds, concs, kept = [], [], [], [], [], []
     for i, rec in zip(df.index, df.to_dict("records"), strict=True):
-        where = f"plate map {path} line {_line(i)}"
-        well = canonical_well(rec[PM_WELL], where=f"{where} column '{PM_WELL}'")
-        where_well = f"{where} (well {well})"
-        if PM_PLATE in df.columns:
-            plate = rec[PM_PLATE] or (str(default_plate) if default_plate is not None else "")
-            if not plate:
-                raise FibroclassError(f"{where_well}: column '{PM_PLATE}' is empty")
-            plates.append(plate)
-        role = rec[ROLE].lower()
-        if role not in ROLES:
-            raise FibroclassError(
-                f"{where_well}: column '{ROLE}' has unknown role {rec[ROLE]!r} (allowed: {', '.join(ROLES)})"
+        try:
+            plate, well, role, compound, conc = _parse_row(
+                rec, i, path, PM_PLATE in df.columns, default_plate
             )
-        compound = rec[COMPOUND]
-        if compound == "":
-            if role not in _NO_DRUG_ROLES:
-                raise FibroclassError(f"{where_well}: column '{COMPOUND}' is empty for a '{role}' well")
-            compound = VEHICLE
+        except FibroclassError as exc:
+            if problems is None:
+                raise
+            problems.append(f"{exc}; row left out")
+            continue
+        kept.append(i)
+        plates.append(plate)
         wells.append(well)
         roles.append(role)
         compounds.append(compound)
-        concs.append(_concentration(rec[CONC], role, where_well))
+        concs.append(conc)
+    if not kept:
+        raise FibroclassError(f"plate map {path} has no usable row ({problems[0] if problems else 'none'})")
+    df = df.loc[kept]
 
     out = pd.DataFrame(index=df.index)
     if PM_PLATE in df.columns:
@@ -165,13 +166,57 @@ def read_platemap(
     for col in df.columns:
         if col not in _CONTRACT:
             out[col] = _maybe_numeric(df[col])
-    _check_unique(out, path)
+    out = _check_unique(out, path, problems)
+    if out.empty:
+        raise FibroclassError(f"plate map {path} has no usable row ({problems[0] if problems else 'none'})")
     return out.reset_index(drop=True)
 
 
-def _check_unique(pm: pd.DataFrame, path: Path) -> None:
+def _parse_row(
+    rec: dict, i: int, path: Path, has_plate: bool, default_plate: str | None
+) -> tuple[str | None, str, str, str, float]:
+    """(plate, well, role, compound, concentration) of one CSV row; FibroclassError naming line and column."""
+    where = f"plate map {path} line {_line(i)}"
+    well = canonical_well(rec[PM_WELL], where=f"{where} column '{PM_WELL}'")
+    where_well = f"{where} (well {well})"
+    plate = None
+    if has_plate:
+        plate = rec[PM_PLATE] or (str(default_plate) if default_plate is not None else "")
+        if not plate:
+            raise FibroclassError(f"{where_well}: column '{PM_PLATE}' is empty")
+    role = rec[ROLE].lower()
+    if role not in ROLES:
+        raise FibroclassError(
+            f"{where_well}: column '{ROLE}' has unknown role {rec[ROLE]!r} (allowed: {', '.join(ROLES)})"
+        )
+    compound = rec[COMPOUND]
+    if compound == "":
+        if role not in _NO_DRUG_ROLES:
+            raise FibroclassError(f"{where_well}: column '{COMPOUND}' is empty for a '{role}' well")
+        compound = VEHICLE
+    return plate, well, role, compound, _concentration(rec[CONC], role, where_well)
+
+
+def _check_unique(pm: pd.DataFrame, path: Path, problems: list[str] | None = None) -> pd.DataFrame:
+    """`pm` when every (plate, well) is listed once; else raise, or (with `problems`) resolve and note."""
     keys = [c for c in (PM_PLATE, PM_WELL) if c in pm.columns]
     dup = pm.duplicated(keys, keep=False)
+    if dup.any() and problems is not None:
+        drop: list = []
+        for _, grp in pm[dup].groupby(keys, sort=False):
+            label = " ".join(f"{k}={grp[k].iloc[0]}" for k in keys)
+            lines = ", ".join(str(_line(int(i))) for i in grp.index)
+            if (grp.astype(str).nunique() <= 1).all():
+                problems.append(
+                    f"plate map {path}: well {label} appears more than once (lines {lines}); counted once"
+                )
+                drop += list(grp.index[1:])
+            else:
+                problems.append(
+                    f"plate map {path}: well {label} is listed on lines {lines} with different values; left out"
+                )
+                drop += list(grp.index)
+        return pm.drop(index=drop)
     if dup.any():
         rows = pm.index[dup]
         first = pm.loc[rows[0], keys]
@@ -179,6 +224,7 @@ def _check_unique(pm: pd.DataFrame, path: Path) -> None:
         label = " ".join(f"{k}={first[k]}" for k in keys)
         lines = ", ".join(str(_line(int(i))) for i in same)
         raise FibroclassError(f"plate map {path}: duplicate well {label} on lines {lines}")
+    return pm
 
 
 def check_controls(platemap: pd.DataFrame, roles: Sequence[str] = (ROLE_HEALTHY, ROLE_DISEASE)) -> None:

@@ -15,11 +15,12 @@ from fibroclass.schema import (
     QC_PASS,
     QC_REASON,
     SITE,
+    SKIP_REASON,
     WELL_KEYS,
 )
 
 # Field-level columns that are not carried to the well table as-is.
-FIELD_ONLY = (SITE, DISEASE_SCORE, P_DISEASE, NUCLEI_COUNT, QC_PASS, QC_REASON)
+FIELD_ONLY = (SITE, DISEASE_SCORE, P_DISEASE, NUCLEI_COUNT, QC_PASS, QC_REASON, SKIP_REASON)
 
 
 def carried_columns(fields: pd.DataFrame) -> list[str]:

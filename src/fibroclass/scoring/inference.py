@@ -77,8 +77,9 @@ class FieldTiles(Dataset):
 
     def __getitem__(self, i: int) -> FieldItem:
         paths = self.paths[i]
-        if any(not isinstance(p, str) or not p for p in paths):
-            return i, None, {}, "unreadable: a channel file is missing for this field"
+        skip = self.reader.skip_reason(i) if self.reader is not None else ""
+        if skip or any(not isinstance(p, str) or not p for p in paths):
+            return i, None, {}, f"unreadable: {skip or 'a channel file is missing for this field'}"
         try:
             img = read_field(paths) if self.reader is None else self.reader.raw(i)
         except FibroclassError as exc:

@@ -475,6 +475,7 @@ def score(
         column_map=cfg.platemap_columns or None,
         pattern=cfg.pattern,
         z=cfg.z,
+        lenient=True,  # a bad plate-map row or a missing channel file is a warning/flagged field, not an exit
     )
     index = result.index
     run_info = {
@@ -482,6 +483,7 @@ def score(
         "roots": [str(Path(r).resolve()) for r in roots],
         "platemap": str(Path(platemap).resolve()),
         "out_dir": str(Path(out_dir).resolve()),
+        "warnings": list(result.warnings),  # what discovery and the plate map left out, kept with the run
     }
     scored = score_index(
         index, model, out_dir, cfg, progress=progress, run_info=run_info, shard=shard, merge_only=merge_only
