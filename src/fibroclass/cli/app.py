@@ -6,7 +6,6 @@ import importlib
 import os
 import sys
 
-import click
 import typer
 
 from fibroclass.errors import FibroclassError
@@ -42,24 +41,23 @@ for _name in COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: user errors become one line on stderr and exit code 1."""
+    """Console entry point: user errors become one line on stderr and exit code 1.
+
+    Click/Typer handle usage errors (message + exit 2), `--help` and `Exit` themselves (standalone
+    mode); their SystemExit is turned into a return code so the demo can chain commands in-process.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in args
     try:
-        app(args=args, standalone_mode=False, prog_name="fibroclass")
+        app(args=args, standalone_mode=True, prog_name="fibroclass")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     except FibroclassError as exc:
         if _state["debug"]:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        return 1
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
