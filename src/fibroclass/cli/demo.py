@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,13 +19,17 @@ from fibroclass.errors import FibroclassError
 console = Console()
 
 
-def _step(title: str, argv: list[str]) -> None:
+def _step(title: str, argv: list[str], fresh_process: bool = False) -> None:
+    """Run one `fibroclass` command in this process, or in a fresh one (as a user on another day would)."""
     from fibroclass.cli.app import main
 
     console.rule(f"[bold]{title}")
     console.print("$ fibroclass " + " ".join(argv), style="dim")
     t0 = time.perf_counter()
-    rc = main(argv)
+    if fresh_process:
+        rc = subprocess.run([sys.executable, "-m", "fibroclass.cli", *argv], check=False).returncode
+    else:
+        rc = main(argv)
     if rc != 0:
         raise FibroclassError(f"demo step '{title}' failed (exit {rc}); rerun it with --debug for details")
     console.print(f"[green]done[/] in {time.perf_counter() - t0:.1f} s")
@@ -73,12 +79,15 @@ def _summary(out: Path, score_dir: Path, seconds: float) -> None:
         console.print(table)
     comp_path = score_dir / "compounds.csv"
     if comp_path.exists():
-        comps = pd.read_csv(comp_path)
-        cols = [
-            c for c in ("compound", "ec50_uM", "max_rescue_pct", "min_viability_pct", "call") if c in comps
-        ]
-        console.print(comps[cols].to_string(index=False))
-    console.print(f"\noutputs: {score_dir}  (report: {score_dir / 'report.html'})")
+        from fibroclass.cli.score import print_calls
+
+        print_calls(pd.read_csv(comp_path))
+    failed = [p for p, q in plates.items() if not q.get("pass")]
+    if failed:
+        console.print(f"[bold red]plate QC failed for {', '.join(failed)}[/]: their compounds are not called")
+    report = score_dir / "report.html"
+    console.print(f"\noutputs: {score_dir}")
+    console.print(f"report: {report if report.exists() else 'not written'}  (open it in a browser)")
     console.print(f"MLflow store: {uri}  run: {run_id}")
     console.print(f"browse runs:  mlflow ui --backend-store-uri {uri}")
     console.print(f"total demo time: {seconds:.0f} s")
@@ -146,5 +155,6 @@ def register(app: typer.Typer) -> None:
                 "--out",
                 str(score_dir),
             ],
+            fresh_process=True,  # the registered model loads in a process that did not train it
         )
         _summary(out, score_dir, time.perf_counter() - t0)
