@@ -33,7 +33,10 @@ def main(argv: list[str] | None = None) -> None:
             "--skip-read",
             *rest,
         ]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+        out = proc.stdout
         row = json.loads(next(ln[5:] for ln in out.splitlines() if ln.startswith("JSON ")))
         rows.append(
             {

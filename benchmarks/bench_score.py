@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     ap.add_argument("--skip-read", action="store_true", help="no read pass (memory runs)")
+    ap.add_argument(
+        "--no-features", action="store_true", help="skip the per-field readout features (model path only)"
+    )
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -68,7 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     out = root / f"scores_{a.plates}p_{a.backbone}"
     shutil.rmtree(out, ignore_errors=True)  # score from scratch (no resume)
     with timer() as t:
-        res = score_index(index, model, out, cfg, progress=False)
+        res = score_index(
+            index, model, out, cfg, progress=False, field_features=[] if a.no_features else None
+        )
     main_mb, worker_mb = peak_rss_mb()
     row = {
         "plates": a.plates,
@@ -78,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         "device": str(a.device),
         "precision": a.precision,
         "compile": a.compile,
+        "features": not a.no_features,
         "workers": a.workers,
         "score s": t["seconds"],
         "fields/s": n / t["seconds"],
