@@ -120,8 +120,12 @@ def test_stitching_and_errors():
     assert np.array_equal(tiles, tile_field(img, 4)) and positions == [(0, 0), (0, 3), (2, 0), (2, 3)]
     assert windows(img, 4, 2)[1] == [(y, x) for y in (0, 2) for x in (0, 2, 3)]
     maps = np.stack([np.full((4, 4), v, np.float32) for v in (1, 2, 3, 4)])
-    out = stitch(maps, [(0, 0), (0, 2), (2, 0), (2, 2)], 6, 6)  # overlaps averaged
+    positions = [(0, 0), (0, 2), (2, 0), (2, 2)]
+    out = stitch(maps, positions, 6, 6, taper=False)  # overlaps averaged
     assert out[0, 0] == 1 and out[5, 5] == 4 and out[0, 3] == pytest.approx(1.5)
+    blended = stitch(maps, positions, 6, 6)  # tapered: each window weighs most at its own centre
+    assert blended[0, 0] == pytest.approx(1) and 1 < blended[0, 3] < 2 and blended[2, 2] < blended[3, 3]
+    assert stitch(np.full((4, 4, 4), 0.7), positions, 6, 6) == pytest.approx(np.full((6, 6), 0.7))
     model = FibroClassifier(ModelSpec(crop_size=16))
     with pytest.raises(FibroclassError, match="takes \\(C, H, W\\) with C = 2"):
         gradcam_field(model, np.zeros((3, 20, 20), np.float32))

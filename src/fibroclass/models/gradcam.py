@@ -140,18 +140,32 @@ def windows(img: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, list[t
     return stack, positions
 
 
-def stitch(tile_maps: np.ndarray, positions: list[tuple[int, int]], height: int, width: int) -> np.ndarray:
-    """Place (T, S, S) window maps at their (y, x) offsets in an (height, width) map, averaging overlaps."""
+def _taper(size: int, floor: float = 0.05) -> np.ndarray:
+    """(size, size) tent weights, highest in the window centre and `floor` at its edge."""
+    ramp = 1.0 - np.abs(np.linspace(-1.0, 1.0, size))
+    t = floor + (1.0 - floor) * ramp
+    return np.outer(t, t)
+
+
+def stitch(
+    tile_maps: np.ndarray, positions: list[tuple[int, int]], height: int, width: int, taper: bool = True
+) -> np.ndarray:
+    """Place (T, S, S) window maps at their (y, x) offsets in an (height, width) map, averaging overlaps.
+
+    With `taper`, each window counts most at its centre (tent weights), so overlapping windows blend
+    without seams where one window ends; without it, overlaps are plain means.
+    """
     s = tile_maps.shape[-1]
     h, w = max(height, s), max(width, s)
     total = np.zeros((h, w), np.float64)
     count = np.zeros((h, w), np.float64)
     if len(positions) != len(tile_maps):
         raise ValueError(f"{len(tile_maps)} tile maps for {len(positions)} tile positions")
+    weight = _taper(s) if taper else np.ones((s, s))
     for (y, x), m in zip(positions, tile_maps, strict=True):
-        total[y : y + s, x : x + s] += m
-        count[y : y + s, x : x + s] += 1
-    return (total / np.maximum(count, 1))[:height, :width]
+        total[y : y + s, x : x + s] += m * weight
+        count[y : y + s, x : x + s] += weight
+    return (total / np.maximum(count, 1e-12))[:height, :width]
 
 
 def _to_field(small: np.ndarray, factor: int, height: int, width: int) -> np.ndarray:
@@ -173,7 +187,7 @@ def gradcam_field(
     """Grad-CAM of a raw field `img` (C, H, W) float in [0, 1], channels in `model.spec.channels` order.
 
     The call (and `logit`) comes from the scoring tiles; the map from windows every `stride` px
-    (default half a tile), averaged where they overlap, so tile seams do not show as edges.
+    (default half a tile), blended where they overlap (`stitch`), so window edges do not show as seams.
     """
     spec = getattr(model, "spec", None)
     if spec is None:
