@@ -39,7 +39,9 @@ def test_cli_scores_plate_with_registered_model(tmp_path, kit, registered_model,
     rc = main([*argv, "--out", str(out), "--batch-size", "8", "--device", "cpu", "--no-progress"])
     printed = capsys.readouterr().out
     assert rc == 0
-    assert sorted(p.name for p in out.iterdir() if p.name != "parts") == sorted(FILES)  # parts: resume
+    assert sorted(p.name for p in out.iterdir() if p.name not in ("parts", "plots")) == sorted(
+        [*FILES, "report.html"]
+    )  # parts: resume; plots: the report's PNGs
     assert "plate QC" in printed and "P1" in printed and "ruxolitinib" in printed and str(out) in printed
     wells = pd.read_csv(out / "wells.csv")
     assert len(wells) == len(layout) and wells["disease_score"].notna().all()

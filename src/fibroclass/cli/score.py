@@ -35,6 +35,13 @@ def print_summary(result) -> None:  # noqa: ANN001 - ScoreResult, imported lazil
             verdict,
         )
     console.print(table)
+    failed = [p for p, q in result.plate_qc.items() if not q["pass"]]
+    if failed:
+        console.print(
+            f"[bold red]PLATE QC FAILED[/] for {', '.join(failed)}: their compounds are not called "
+            "(see reasons below and plate_qc.json)"
+        )
+    print_calls(result.compounds)
     doses = result.reference_doses
     if not doses.empty:
         ref = Table(title="reference compound: rescue by dose (mean of replicate wells)")
@@ -59,9 +66,58 @@ def print_summary(result) -> None:  # noqa: ANN001 - ScoreResult, imported lazil
         )
     if not result.merged:
         console.print("outputs already up to date: nothing rescored or rewritten")
+    if "report.html" in result.files:
+        console.print(f"report: {result.files['report.html']}")
     console.print(
         f"scored {len(result.fields)} fields / {len(result.wells)} wells in {result.seconds:.1f} s → {result.out_dir}"
     )
+
+
+def print_calls(compounds) -> None:  # noqa: ANN001 - pandas DataFrame (compounds.csv)
+    """One line per compound: call, EC50 (with its qualifier and CI), max rescue, min viability, why."""
+    if compounds is None or compounds.empty or "call" not in compounds:
+        return
+    table = Table(title="compound calls")
+    for col in ("compound", "call", "EC50 µM (95% CI)", "max rescue %", "min viability %", "why"):
+        table.add_column(col, justify="right" if "%" in col else "left", overflow="fold")
+    colors = {"hit": "green", "toxic": "red", "off_target": "magenta", "inactive": "dim"}
+    for row in compounds.to_dict("records"):
+        ec50 = row.get("ec50_uM")
+        ec50_text = "n/a"
+        if isinstance(ec50, float) and math.isfinite(ec50):
+            qualifier = row.get("ec50_qualifier") if isinstance(row.get("ec50_qualifier"), str) else ""
+            ec50_text = f"{qualifier} {ec50:.3g}".strip()
+            low, high = row.get("ec50_ci_low_uM"), row.get("ec50_ci_high_uM")
+            if isinstance(low, float) and math.isfinite(low) and math.isfinite(high):
+                ec50_text += f" ({low:.3g}-{high:.3g})"
+        call = str(row.get("call", ""))
+        table.add_row(
+            str(row.get("compound")),
+            f"[{colors.get(call, 'yellow')}]{call}[/]",
+            ec50_text,
+            _fmt(row.get("max_rescue_pct"), ".0f"),
+            _fmt(row.get("min_viability_pct"), ".0f"),
+            str(row.get("call_reason", "") if isinstance(row.get("call_reason"), str) else ""),
+        )
+    console.print(table)
+
+
+def log_to_mlflow(result, model: str, experiment: str) -> None:  # noqa: ANN001 - ScoreResult
+    """Log the scoring run to MLflow (`tracking.scoring`); a tracking failure is a warning, not a loss."""
+    from mlflow.exceptions import MlflowException
+
+    from fibroclass.tracking.scoring import log_scoring_run
+
+    calls = result.compounds["call"].value_counts().to_dict() if "call" in result.compounds else {}
+    try:
+        run_id = log_scoring_run(result.out_dir, model, result.plate_qc, calls, experiment)
+    except (MlflowException, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        console.print(
+            f"[yellow]warning:[/] outputs written, but MLflow logging failed: {reason} (--no-mlflow skips it)"
+        )
+        return
+    console.print(f"MLflow: experiment {experiment}, run {run_id}")
 
 
 def register(app: typer.Typer) -> None:
@@ -93,11 +149,18 @@ def register(app: typer.Typer) -> None:
         compile_model: bool | None = typer.Option(
             None, "--compile/--no-compile", help="torch.compile the model (GPU; slow first batches)."
         ),
+        track_mlflow: bool = typer.Option(
+            True, "--mlflow/--no-mlflow", help="Log the run (model version, plate QC, report) to MLflow."
+        ),
+        experiment: str = typer.Option(
+            "fibroclass-score", "--experiment", help="MLflow experiment of the scoring runs."
+        ),
     ) -> None:
         """Score drug-screen plates: disease score per field, rescue % per well vs each plate's controls.
 
-        Writes fields.parquet, embeddings.npy, well_embeddings.npy, wells.csv, compounds.csv, plate_qc.json
-        and run.json into --out. Progress is kept per plate chunk in OUT/parts/: re-running an interrupted
+        Writes fields.parquet, embeddings.npy, well_embeddings.npy, wells.csv, compounds.csv (4PL fits and
+        hit / inactive / toxic / off_target / inconclusive calls), plate_qc.json, run.json and report.html
+        into --out, and logs the run to MLflow (experiment fibroclass-score; --no-mlflow skips it). Progress is kept per plate chunk in OUT/parts/: re-running an interrupted
         command resumes, re-running a finished one does nothing. With --shard K/N (same arguments on every
         shard, e.g. one per GPU or node) the last shard to finish merges; --merge merges explicitly.
 
@@ -133,3 +196,5 @@ def register(app: typer.Typer) -> None:
             )
             return
         print_summary(result)
+        if track_mlflow:
+            log_to_mlflow(result, model, experiment)

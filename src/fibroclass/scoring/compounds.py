@@ -19,8 +19,17 @@ COMPOUND_COLUMNS = (
     "max_rescue_pct",
     "min_viability_pct",
     "call",
+    # beyond the DESIGN.md contract: how the call was reached (scoring.calls)
+    "call_reason",
+    "ec50_qualifier",
+    "r2",
+    "n_wells",
+    "n_viable_doses",
+    "n_active_doses",
+    "max_offtarget_z",
 )
 FIT_COLUMNS = ("ec50_uM", "ec50_ci_low_uM", "ec50_ci_high_uM", "emax_pct", "hill")
+DETAIL_COLUMNS = ("r2", "n_wells", "n_viable_doses", "n_active_doses", "max_offtarget_z")
 DOSE_COLUMNS = (COMPOUND, CONC, "n_wells", RESCUE_PCT, "rescue_sd", VIABILITY_PCT)
 
 
@@ -61,7 +70,7 @@ def compound_table(wells: pd.DataFrame, query: str) -> pd.DataFrame:
 
     `max_rescue_pct` is the max over doses of the mean replicate rescue, `min_viability_pct` the min over
     doses of the mean replicate viability; fit columns are NaN and `call` is `inconclusive` until the
-    dose-response and calls steps fill them.
+    dose-response and calls steps (`scoring.readout.compound_readout`) fill them.
     """
     doses = dose_table(wells.reset_index(drop=True), query)
     rows = []
@@ -74,6 +83,9 @@ def compound_table(wells: pd.DataFrame, query: str) -> pd.DataFrame:
                 "max_rescue_pct": _nanmax(d[RESCUE_PCT]),
                 "min_viability_pct": _nanmin(d[VIABILITY_PCT]),
                 "call": "inconclusive",
+                "call_reason": "",
+                "ec50_qualifier": "",
+                **dict.fromkeys(DETAIL_COLUMNS, np.nan),
             }
         )
     return pd.DataFrame(rows, columns=list(COMPOUND_COLUMNS))

@@ -56,4 +56,13 @@ def compute_features(
     return values, "; ".join(errors)
 
 
+def _register_readout() -> None:
+    """Field QC metrics, nuclei counts and the organization co-readout (`scoring.readout`)."""
+    from fibroclass.scoring.field_readout import default_field_features
+
+    FIELD_FEATURES.extend(default_field_features())
+
+
+_register_readout()
+
 __all__ = ["FIELD_FEATURES", "FieldFeature", "compute_features", "feature_id"]

@@ -45,11 +45,11 @@ from fibroclass.data.illumination import (
 )
 from fibroclass.errors import FibroclassError
 from fibroclass.schema import FIELD_KEYS, FLAGS, PLATE, QC_PASS
+from fibroclass.scoring import field_readout, readout
 from fibroclass.scoring.aggregate import aggregate_wells
-from fibroclass.scoring.compounds import compound_table, reference_dose_table
+from fibroclass.scoring.compounds import reference_dose_table
 from fibroclass.scoring.config import ScoreConfig, load_score_config
 from fibroclass.scoring.features import FIELD_FEATURES, FieldFeature, feature_id
-from fibroclass.scoring.flags import flag_wells
 from fibroclass.scoring.inference import (
     FieldResult,
     Runner,
@@ -170,10 +170,10 @@ def _score_chunks(
 def _plate_fields(fields: pd.DataFrame, cfg: ScoreConfig) -> pd.DataFrame:
     """Per-plate field steps on one plate's field table (feature columns already present).
 
-    Hook: field QC (qc.py: flags judged against the plate's own fields) and nuclei counts (nuclei.py)
-    refine qc_pass / qc_reason / nuclei_count here, before wells are aggregated.
+    Field QC (field_readout.plate_field_qc: blur against the plate's own fields, empty against the well's
+    other fields, debris) refines qc_pass / qc_reason here, so flagged fields never reach a well.
     """
-    return fields
+    return field_readout.plate_field_qc(fields, cfg.readout_settings())
 
 
 # -- merge -------------------------------------------------------------------------------------------------
@@ -271,7 +271,7 @@ def _load_outputs(out: Path, cfg: ScoreConfig) -> ScoreResult:
         compounds=pd.read_csv(out / "compounds.csv"),
         plate_qc=qc,
         reference_doses=reference_dose_table(wells, cfg.reference, cfg.compounds),
-        files={name: out / name for name in FILES},
+        files={name: out / name for name in (*FILES, "report.html") if (out / name).is_file()},
         warnings=_warnings(qc, fields),
         merged=False,
     )
@@ -297,7 +297,8 @@ def merge_parts(
             up_to_date = json.loads(stamp.read_text()).get("fingerprint") == merge_fp
         except (OSError, ValueError):
             up_to_date = False
-        if up_to_date and all((out / name).is_file() for name in FILES):
+        wanted = (*FILES, "report.html") if cfg.report else FILES
+        if up_to_date and all((out / name).is_file() for name in wanted):
             return _load_outputs(out, cfg)
         stamp.unlink(missing_ok=True)
 
@@ -314,6 +315,7 @@ def merge_parts(
                 writer.write(rows, emb_p)
                 fields_p = _plate_fields(fields_p, cfg)
                 wells_p, wemb_p = aggregate_wells(fields_p, emb_p)
+                wells_p = field_readout.well_features(fields_p, wells_p)
                 field_tables.append(fields_p.set_index(pd.Index(rows)))
                 well_tables.append(wells_p)
                 well_embs.append(wemb_p)
@@ -341,12 +343,12 @@ def _finish(
 ) -> ScoreResult:
     """Cross-plate steps on the well table, then every output file (embeddings moved into place)."""
     wells, controls = normalize_plates(wells, cfg.controls)
-    qc = plate_qc(fields, controls, cfg.z_prime_min)
-    # Hook: off-target scores (offtarget.py) fill `offtarget` here; NaN until then.
-    wells["offtarget"] = np.nan
-    wells = flag_wells(wells, qc)
-    compounds = compound_table(wells, cfg.compounds)
-    # Hook: 4PL fits (doseresponse.py) and calls (calls.py) fill the fit columns and `call` here.
+    qc = plate_qc(fields, controls, cfg.z_prime_min, cfg.z_prime_scale)
+    # off-target, organization agreement, flags, 4PL fits and calls (scoring.readout)
+    ro = readout.finish(wells, well_emb, qc, cfg.controls, cfg.compounds, cfg.readout_settings())
+    wells, compounds = ro.wells, ro.compounds
+    for plate, entry in ro.organization.items():
+        qc[plate]["organization"] = entry
     reference = reference_dose_table(wells, cfg.reference, cfg.compounds)
 
     info = {
@@ -360,6 +362,12 @@ def _finish(
         **(run_info or {}),
     }
     files = write_outputs(out, fields, field_emb_file, wells, well_emb, compounds, qc, cfg.z_prime_min, info)
+    if cfg.report:
+        from fibroclass.scoring.readout_report import write_report  # matplotlib: only when reporting
+
+        files["report.html"] = write_report(
+            out, fields, wells, compounds, qc, ro.fits, ro.organization, model, cfg.report_gradcam
+        )
     return ScoreResult(
         out_dir=out,
         fields=field_table(fields),  # as written: contract column order
@@ -370,7 +378,7 @@ def _finish(
         plate_qc=qc,
         reference_doses=reference,
         files=files,
-        warnings=_warnings(qc, fields),
+        warnings=_warnings(qc, fields) + ro.warnings,
     )
 
 
@@ -405,6 +413,7 @@ def score_index(
     out.mkdir(parents=True, exist_ok=True)
 
     features = list(FIELD_FEATURES if field_features is None else field_features)
+    features = field_readout.configure_features(features, cfg.readout_settings())
     runner = make_runner(model, cfg.device, cfg.precision, cfg.compile)
     field_paths(index, model.spec.channels)  # a missing channel column is a user error before any work
     stage = _sha([model_fingerprint(model), [feature_id(f) for f in features], runner.precision])

@@ -199,6 +199,8 @@ def _empty_fields(df: pd.DataFrame, p: FieldQCParams, plates: pd.Series, well_co
     """Fields with far fewer nuclei than their sibling fields (or, alone in their well, none at all)."""
     content, well_min = _content(df, p)
     absolute = (content <= 0) & (df[FG_FRAC].astype(float).fillna(0.0) < p.empty_fg_frac)
+    # A plate whose typical field shows no nuclei at all says nothing about single fields being empty.
+    absolute &= content.groupby(plates).transform("median") > 0
     if not well_col or well_col not in df:
         return absolute
     wells = [plates, df[well_col].astype(str)]

@@ -223,11 +223,14 @@ def render_report(
     fits: Mapping[str, Fit4PL] | None = None,
     montage_images: Mapping[str, np.ndarray] | None = None,
     title: str = "fibroclass screening report",
+    extra_sections: Mapping[str, tuple[str, str]] | None = None,
 ) -> Path:
     """Write `out_dir/report.html` (self-contained) and `out_dir/plots/*.png`; returns the HTML path.
 
     `wells` needs `Metadata_Plate`, `Metadata_Well`; rescue/viability/role/compound/concentration/
     disease-score columns are plotted when present. `plate_qc` is `plate_qc.json` (or its `plates`).
+    `extra_sections`: section id → (title, HTML); an existing id gets the HTML appended, a new one is
+    added at the end.
     """
     for col in (PLATE, WELL):
         if col not in wells:
@@ -245,6 +248,8 @@ def render_report(
         "controls": ("Control distributions", _controls(wells, plates, plots)),
         "montage": ("Representative fields", _montage(montage_images, plots)),
     }
+    for sid, (t, content) in (extra_sections or {}).items():
+        sections[sid] = (sections[sid][0], sections[sid][1] + content) if sid in sections else (t, content)
     body = "".join(
         f'<section id="{sid}"><h2>{html.escape(t)}</h2>{content}</section>'
         for sid, (t, content) in sections.items()
