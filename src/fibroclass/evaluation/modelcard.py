@@ -95,6 +95,17 @@ def _role_name(label: Any) -> str:
         return str(label)
 
 
+def _lodo_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Donor, class and each model's AUROC / accuracy / mean p (the comparison table without the rest)."""
+    keep = [c for c in table.columns if c.endswith(("_auroc", "_accuracy", "_mean_p"))]
+    keep = [c for c in keep if not c.endswith("_balanced_accuracy")]
+    out = table[[schema.DONOR, *keep]].copy()
+    if schema.LABEL in table.columns:
+        classes = table[schema.LABEL].map(lambda v: "" if pd.isna(v) else _role_name(v))
+        out.insert(1, "class", classes)
+    return out
+
+
 def render_model_card(f: CardFacts) -> str:
     """Markdown model card of one registered version."""
     out = [f"# Model card: {f.name} v{f.version}", ""]
@@ -186,9 +197,11 @@ def render_model_card(f: CardFacts) -> str:
         out += [
             "## Leave-one-pair-out cross-validation (same configuration and index)",
             "",
-            f"From `{f.lodo_source}`. CNN vs classical baselines on organization features, per held-out donor.",
+            f"From `{f.lodo_source}`. Each donor is predicted by models that never saw it: the CNN vs "
+            "classical baselines on organization features, on the same folds. AUROC per donor is against "
+            "all held-out fields of the other class; the last row pools all held-out fields.",
             "",
-            _table(f.lodo),
+            _table(_lodo_columns(f.lodo)),
             "",
         ]
     out += ["## Limits", ""]
