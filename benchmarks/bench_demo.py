@@ -6,6 +6,7 @@ python benchmarks/bench_demo.py
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,10 +33,15 @@ def main() -> None:
     if proc.returncode:
         print(proc.stdout[-3000:], proc.stderr[-3000:])
         raise SystemExit(proc.returncode)
-    print_table(
-        f"demo (e): {machine()}",
-        [{"command": "fibroclass demo", "seconds": seconds, "minutes": seconds / 60}],
-    )
+    rows, title = [], ""
+    for line in proc.stdout.splitlines():
+        if line.startswith("─"):
+            title = line.strip("─ ")
+        m = re.search(r"done in ([0-9.]+) s", line)
+        if m and title:
+            rows.append({"step": title, "seconds": float(m[1])})
+    rows.append({"step": "total (fibroclass demo)", "seconds": seconds})
+    print_table(f"demo (e): {machine()}", rows)
 
 
 if __name__ == "__main__":

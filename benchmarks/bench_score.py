@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     ap.add_argument("--skip-read", action="store_true", help="no read pass (memory runs)")
+    ap.add_argument("--report", action="store_true", help="also write report.html (plots, Grad-CAM montage)")
     ap.add_argument(
         "--no-features", action="store_true", help="skip the per-field readout features (model path only)"
     )
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         device=a.device,
         precision=a.precision,
         compile=a.compile,
+        report=a.report,
     )
     read_s = float("nan") if a.skip_read else read_pass(channel_paths(index), a.workers)
     out = root / f"scores_{a.plates}p_{a.backbone}"
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         "precision": a.precision,
         "compile": a.compile,
         "features": not a.no_features,
+        "report": a.report,
         "workers": a.workers,
         "score s": t["seconds"],
         "fields/s": n / t["seconds"],
