@@ -121,9 +121,13 @@ def _select(arr_axes: str, shape: tuple[int, ...], loc: Locator, name: str) -> l
 
 def _read_tiff(loc: Locator, name: str) -> np.ndarray:
     with tifffile.TiffFile(loc.source) as tif:
+        # Indexing the pages first detects loops in a damaged IFD chain, which `series` would follow forever.
+        n_pages = len(tif.pages)
+        if loc.page is None and n_pages == 1 and loc.c is None and loc.z is None and loc.t is None:
+            return np.squeeze(tif.pages.first.asarray())  # one plane per file: the common case
         if loc.page is not None:
-            if not 0 <= loc.page < len(tif.pages):
-                raise FibroclassError(f"image {name}: page {loc.page} out of range ({len(tif.pages)} pages)")
+            if not 0 <= loc.page < n_pages:
+                raise FibroclassError(f"image {name}: page {loc.page} out of range ({n_pages} pages)")
             return np.squeeze(tif.pages[loc.page].asarray())
         series = tif.series[0]
         axes, shape = series.axes, series.shape
