@@ -129,7 +129,16 @@ def test_score_cli_refuses_pickle_unless_trust_pickle(tmp_path, monkeypatch, cap
     marker = tmp_path / "marker.txt"
     evil = _malicious_dir(tmp_path, marker)
     pickled = _pickled_model_dir(tmp_path, "trusted_pickle")
-    argv = ["score", str(images), "--platemap", str(platemap), "--no-progress", "--device", "cpu"]
+    argv = [
+        "score",
+        str(images),
+        "--platemap",
+        str(platemap),
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--no-mlflow",
+    ]
     capsys.readouterr()  # drop MLflow's warnings from writing the folders
 
     rc = main([*argv, "--model", str(evil), "--out", str(tmp_path / "out_evil")])
