@@ -3,7 +3,10 @@ if nothing had happened (same fields used, same disease score and rescue % in ev
 
 from __future__ import annotations
 
+import base64
 import copy
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -203,3 +206,24 @@ def test_nan_field_does_not_disable_the_plates_illumination_correction(screen, m
     ref = reference.wells.set_index("Metadata_Well")
     assert got["disease_score"].to_numpy() == pytest.approx(ref["disease_score"].to_numpy(), rel=1e-5)
     assert got["rescue_pct"].to_numpy() == pytest.approx(ref["rescue_pct"].to_numpy(), rel=1e-5)
+
+
+# A damaged TIFF found by fuzzing (tests/fuzz): its IFD chain loops (8 -> 12 -> 8 ...), which tifffile's
+# `series` followed forever. Reading it must end with an error naming the file, not hang the plate.
+LOOPING_TIFF = base64.b64decode(
+    "SUkqAAgAAAAOAAABBAABAAAABwAAAAEBBAABAAAABgAAAAIBAwABAAAAEAAAAAMBAwABAABRbxVbxhfkswAIAAAABgEDAAEAAAAB"
+    "AAAADgECABIAAAC2AAAAEQEEAAEAAAAAAQAAFQEDAAEAAAABAAAAFgEEAAEAAAAGAAAAFwEEAAEAAABDAAAAGgEFAAEAAADYAAAA"
+    "GwEFAAEAAADgAAAAKAEDAAEAAAABAAAAMQECAAwAAADoAAAAAAAAAHsic2hhcGUiOiBbNiwgN119AAAAAAAAAAAAAAAAAAAAAAAB"
+    "AAAAAQAAAAEAAAABAAAAdGlmZmZpbGUucHkAAAAAAAAAAAAAAAAAeJwFwQkCgQAAALAVEhI="
+)
+
+
+def test_tiff_with_a_looping_ifd_chain_is_flagged_not_hung(screen, clean, model, tmp_path, assert_rest):
+    bad = screen.path("C03", 2, "actin")
+    bad.write_bytes(LOOPING_TIFF)
+    code = f"from fibroclass.io.images import read_raw\ntry:\n    read_raw({str(bad)!r})\nexcept Exception as e:\n    print(e)"
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert str(bad) in probe.stdout  # an error naming the file, within the timeout
+    result = run(screen, model, tmp_path / "out")
+    assert str(bad) in _flagged(result, "C03", 2)
+    assert_rest(result, clean, {"C03"})
