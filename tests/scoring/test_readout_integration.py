@@ -215,3 +215,22 @@ def test_readout_thresholds_come_from_the_one_score_config(tmp_path):
     own.write_text("include: missing.yaml\n")
     with pytest.raises(FibroclassError, match="missing.yaml"):
         load_score_config(own)
+
+
+@pytest.mark.slow
+def test_readout_matches_simulated_ground_truth(tmp_path, capsys, monkeypatch):
+    """benchmarks/readout_truth.py at its defaults (128 px, 3 fields, default training config): every
+    Done-when criterion of the screening readout holds against the simulator's ground truth."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readout_truth", REPO / "benchmarks" / "readout_truth.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.chdir(tmp_path)  # run() points MLflow at its folder: restored after the test
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'bench' / 'mlruns.db'}")
+    monkeypatch.setenv("FIBROCLASS_PROGRESS", "0")
+    res = bench.run(tmp_path / "bench")
+    ok = bench.report(res)
+    printed = capsys.readouterr().out
+    checks = res["results"]["clean"]["checks"]
+    assert ok and all(checks.values()), printed

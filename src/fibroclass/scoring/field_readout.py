@@ -13,7 +13,7 @@ that aggregation would carry from a well's first field by means over the fields 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,6 +30,20 @@ if TYPE_CHECKING:
 NUCLEI_PYKNOTIC = "nuclei_pyknotic"  # field: condensed (small, bright) nuclei among `nuclei_count`
 PYKNOTIC_PCT = "pyknotic_pct"  # well: 100 · pyknotic / all nuclei over the used fields
 ORG_PREFIX = "org_"
+# FieldQCParams fields read by qc.field_qc_metrics (the others only drive qc.flag_fields).
+_METRIC_PARAMS = (
+    "sharpness_channel",
+    "sharpness_max_side",
+    "fg_smooth_sigma",
+    "fg_background_px",
+    "fg_min_snr",
+    "fg_rel_level",
+    "fg_rel_background",
+    "saturation_level",
+    "debris_factor",
+    "debris_min_radius_px",
+    "debris_min_area_px",
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,13 @@ class QCMetrics:
 
     def __call__(self, img: np.ndarray, channels: Sequence[str]) -> dict[str, float]:
         return field_qc_metrics(img, channels, self.params)
+
+    @property
+    def feature_id(self) -> str:
+        """Identity for chunk fingerprints: only the parameters the metrics depend on, so changing a flag
+        threshold (applied at merge) re-merges without rescoring the fields."""
+        used = {k: v for k, v in asdict(self.params).items() if k in _METRIC_PARAMS}
+        return f"{__name__}.QCMetrics({used})"
 
 
 @dataclass(frozen=True)
