@@ -154,6 +154,7 @@ def dose_response_panel(
     ax.axhline(0, color="#d73027", lw=0.6, ls=":")
     ax.axhline(100, color="#1a9850", lw=0.6, ls=":")
     ax.set_xscale("log")
+    ax.set_xlim(float(x[0]), float(x[-1]))  # positive limits even when no point is finite (all wells failed)
     shown = np.concatenate([rescue, wells[VIABILITY_PCT].to_numpy(float) if VIABILITY_PCT in wells else []])
     shown = shown[np.isfinite(shown)]
     top = min(max(140.0, float(shown.max()) + 10) if shown.size else 140.0, 300.0)
