@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import re
 import tempfile
@@ -17,8 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import tifffile
-from hypothesis import HealthCheck, assume, given, seed, settings
+from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -260,15 +262,172 @@ def check_tiff_bytes(data: bytes) -> None:
         assert arr.ndim == 2
 
 
+# -- whole plates through `score` -------------------------------------------------------------------------------
+FILE_DAMAGE = st.sampled_from(
+    ["ok"] * 6
+    + ["truncate", "empty", "garbage", "nan", "uint8", "float_unit", "float_big", "int32", "rgb", "shape"]
+    + ["delete", "duplicate"]
+)
+MAP_DAMAGE = st.sampled_from(
+    [
+        "drop_row",
+        "dup_row",
+        "conflict_row",
+        "bad_well",
+        "bad_role",
+        "a1_style",
+        "row_without_images",
+        "no_healthy",
+    ]
+)
+_SCREEN = [
+    ("A01", "healthy"),
+    ("A02", "healthy"),
+    ("B01", "disease"),
+    ("B02", "disease"),
+    ("C01", "treatment"),
+    ("C02", "reference"),
+]
+_MODEL: list = []
+
+
+def _tiny_model():  # noqa: ANN202 - FibroClassifier, built once per process
+    if not _MODEL:
+        import torch
+
+        from fibroclass.models.classifier import FibroClassifier
+        from fibroclass.models.spec import ModelSpec
+
+        torch.manual_seed(0)
+        _MODEL.append(FibroClassifier(ModelSpec(crop_size=16, mean=[0.2, 0.1], std=[0.1, 0.1])).eval())
+    return _MODEL[0]
+
+
+def _damage_file(path: Path, how: str) -> None:
+    img = tifffile.imread(path)
+    if how == "truncate":
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "garbage":
+        path.write_bytes(b"\x00junk" * 40)
+    elif how == "nan":
+        bad = (img / 65535).astype(np.float32)
+        bad[:3] = np.nan
+        tifffile.imwrite(path, bad)
+    elif how == "uint8":
+        tifffile.imwrite(path, (img // 257).astype(np.uint8))
+    elif how == "float_unit":
+        tifffile.imwrite(path, (img / 65535).astype(np.float32))
+    elif how in ("float_big", "int32"):
+        tifffile.imwrite(path, img.astype(np.float64 if how == "float_big" else np.int32))
+    elif how == "rgb":
+        tifffile.imwrite(path, np.stack([(img // 257).astype(np.uint8)] * 3, axis=-1), photometric="rgb")
+    elif how == "shape":
+        tifffile.imwrite(path, img[:20, :17])
+    elif how == "delete":
+        path.unlink()
+    elif how == "duplicate":
+        path.with_name(path.stem + "0A1B2C3D-0000-4000-8000-00000000000F.tif").write_bytes(path.read_bytes())
+
+
+def _damage_map(rows: list[dict], how: str) -> list[dict]:
+    rows = [dict(r) for r in rows]
+    if how == "drop_row":
+        rows.pop(4)
+    elif how == "dup_row":
+        rows.append(dict(rows[0]))
+    elif how == "conflict_row":
+        rows.append(rows[4] | {"compound": "other", "concentration_uM": 7})
+    elif how == "bad_well":
+        rows[5]["well"] = "Q99"
+    elif how == "bad_role":
+        rows[5]["role"] = "refrence"
+    elif how == "a1_style":
+        for r in rows:
+            r["well"] = f"{r['well'][0].lower()}{int(r['well'][1:])}"
+    elif how == "row_without_images":
+        rows.append(
+            {
+                "plate": rows[0]["plate"],
+                "well": "H12",
+                "role": "treatment",
+                "compound": "x",
+                "concentration_uM": 1,
+            }
+        )
+    elif how == "no_healthy":
+        rows = [r for r in rows if r["role"] != "healthy" or r["plate"] != "P2"]
+    return rows
+
+
+def check_score(plates: int, damage: list[str], map_damage: list[str]) -> None:
+    """`score` on a small screen with damaged files and plate map: outputs meeting the contract (every field
+    a row, failures flagged with a reason, plates with a verdict and reasons) or FibroclassError."""
+    from fibroclass.scoring.config import config_from_dict
+    from fibroclass.scoring.pipeline import ScoreResult, score
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root, rows, files = Path(tmp) / "images", [], []
+        rng = np.random.default_rng(len(damage))
+        for plate in ("P1", "P2")[:plates]:
+            (root / plate).mkdir(parents=True)
+            for well, role in _SCREEN:
+                level = {"healthy": 9000, "disease": 30000}.get(role, 20000)
+                for w in (1, 2):
+                    path = root / plate / f"{plate}_{well}_s1_w{w}.tif"
+                    tifffile.imwrite(path, rng.normal(level, 800, (24, 24)).clip(0, 65535).astype(np.uint16))
+                    files.append(path)
+                compound = "drugX" if role in ("treatment", "reference") else "DMSO"
+                conc = 1.0 if role in ("treatment", "reference") else 0.0
+                rows.append(
+                    {
+                        "plate": plate,
+                        "well": well,
+                        "role": role,
+                        "compound": compound,
+                        "concentration_uM": conc,
+                    }
+                )
+        for path, how in zip(files, damage, strict=False):
+            _damage_file(path, how)
+        for how in map_damage:
+            rows = _damage_map(rows, how)
+        pm = Path(tmp) / "plate map.csv"
+        (pd.DataFrame(rows) if rows else pd.DataFrame(columns=["plate", "well"])).to_csv(pm, index=False)
+        out = Path(tmp) / "out"
+        try:
+            result = score(
+                [root], pm, _tiny_model(), out, config=config_from_dict({}), device="cpu", progress=False
+            )
+        except FibroclassError:
+            return
+        assert isinstance(result, ScoreResult)
+        for name in ("fields.parquet", "wells.csv", "plate_qc.json", "run.json", "compounds.csv"):
+            assert (out / name).is_file(), name
+        fields = pd.read_parquet(out / "fields.parquet")
+        failed = ~fields["qc_pass"].astype(bool)
+        assert (fields.loc[failed, "qc_reason"].astype(str) != "").all(), fields.loc[failed, "qc_reason"]
+        assert np.isfinite(fields.loc[~failed, "disease_score"]).all()
+        wells = pd.read_csv(out / "wells.csv")
+        assert (wells["n_fields_used"] <= wells["n_fields"]).all()
+        assert (np.isfinite(wells["disease_score"]) == (wells["n_fields_used"] > 0)).all()
+        qc = json.loads((out / "plate_qc.json").read_text())["plates"]
+        assert set(wells[PLATE].astype(str)) <= set(qc)
+        for plate, q in qc.items():
+            assert isinstance(q["pass"], bool) and (q["pass"] or q["reasons"]), (plate, q)
+
+
 # -- runs -----------------------------------------------------------------------------------------------------
-TARGETS = ("platemap", "index", "field", "tiff_bytes")
+TARGETS = ("platemap", "index", "field", "tiff_bytes", "score")
 
 
 def fuzz_runs(
     examples: int, counter: Counter, derandomize: bool = True, rng_seed: int | None = None
 ) -> dict[str, Callable[[], None]]:
-    """One hypothesis search per target (`TARGETS`), `examples` cases each; `counter[target]` counts the
-    cases whose property was checked. Calling a run raises the (shrunk) failing case's exception."""
+    """One hypothesis search per target (`TARGETS`), `examples` cases each (whole-screen `score` runs:
+    a tenth of that, at least 2); `counter[target]` counts the cases whose property was checked. Calling a
+    run raises the (shrunk) failing case's exception."""
     cfg = settings(
         max_examples=examples,
         deadline=None,
@@ -278,13 +437,16 @@ def fuzz_runs(
         print_blob=True,
     )
 
-    def run(name: str, *strategies: st.SearchStrategy, check: Callable[..., None]) -> Callable[[], None]:
+    def run(
+        name: str, *strategies: st.SearchStrategy, check: Callable[..., None], n: int = examples
+    ) -> Callable[[], None]:
         def case(args: tuple) -> None:
             check(*args)
             counter[name] += 1
 
         case.__name__ = f"fuzz_{name}"
-        fn = cfg(given(st.tuples(*strategies))(case))
+        phases = cfg.phases if name != "score" else tuple(p for p in cfg.phases if p != Phase.shrink)
+        fn = settings(cfg, max_examples=n, phases=phases)(given(st.tuples(*strategies))(case))
         return seed(rng_seed)(fn) if rng_seed is not None else fn
 
     pm_or_simple = st.one_of(platemap_texts(), st.sampled_from([_SIMPLE_MAP]))
@@ -308,6 +470,14 @@ def fuzz_runs(
             check=check_field,
         ),
         "tiff_bytes": run("tiff_bytes", damaged_tiffs(), check=check_tiff_bytes),
+        "score": run(
+            "score",
+            st.integers(1, 2),
+            st.lists(FILE_DAMAGE, min_size=24, max_size=24),
+            st.lists(MAP_DAMAGE, max_size=2),
+            check=check_score,
+            n=max(2, examples // 10),
+        ),
     }
 
 
@@ -324,6 +494,7 @@ __all__ = [
     "check_field",
     "check_index",
     "check_platemap",
+    "check_score",
     "check_tiff_bytes",
     "damaged_tiffs",
     "file_names",

@@ -148,3 +148,19 @@ def test_field_rows_name_well_and_file_in_cli_warnings(tmp_path, model_dir, caps
     fields = pd.read_parquet(tmp_path / "out" / "fields.parquet")
     row = fields[(fields["Metadata_Well"] == "C02") & (fields["Metadata_Site"] == 2)].iloc[0]
     assert not row[QC_PASS] and str(bad) in row["qc_reason"]
+
+
+def test_compound_whose_every_field_is_unreadable_still_gets_a_report(tmp_path, clean, model_dir, capsys):
+    screen = make_screen(tmp_path)
+    for well in ("C01", "C02", "C03"):  # every dose of drugX
+        for path in (screen.root / "P1").glob(f"P1_{well}_*"):
+            path.write_bytes(b"")
+    rc, out, err = _score([screen.root], screen.platemap, model_dir, tmp_path / "out", capsys)
+    assert rc == 0, err
+    assert (tmp_path / "out" / "report.html").is_file()
+    wells = pd.read_csv(tmp_path / "out" / "wells.csv").set_index("Metadata_Well")
+    assert wells.loc[["C01", "C02", "C03"], "n_fields_used"].eq(0).all()
+    assert wells.loc[["C01", "C02", "C03"], "flags"].str.contains("no_fields_used").all()
+    assert wells.loc["D01", "rescue_pct"] == pytest.approx(
+        clean.wells.set_index("Metadata_Well").loc["D01", "rescue_pct"]
+    )
