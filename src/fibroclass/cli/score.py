@@ -39,8 +39,11 @@ def print_summary(result) -> None:  # noqa: ANN001 - ScoreResult, imported lazil
     if failed:
         console.print(
             f"[bold red]PLATE QC FAILED[/] for {', '.join(failed)}: their compounds are not called "
-            "(see reasons below and plate_qc.json)"
+            "(reasons below, also in plate_qc.json)"
         )
+        for plate in failed:  # here, not among the warnings: those may be cut off after ten
+            reasons = "; ".join(result.plate_qc[plate].get("reasons") or []) or "no reason recorded"
+            console.print(f"  {plate}: {reasons}", markup=False)
     print_calls(result.compounds)
     doses = result.reference_doses
     if not doses.empty:
