@@ -164,3 +164,14 @@ def test_compound_whose_every_field_is_unreadable_still_gets_a_report(tmp_path, 
     assert wells.loc["D01", "rescue_pct"] == pytest.approx(
         clean.wells.set_index("Metadata_Well").loc["D01", "rescue_pct"]
     )
+
+
+def test_failed_plate_reason_is_printed_even_after_many_warnings(tmp_path, model_dir, capsys):
+    screen = make_screen(tmp_path, plates=("P1", "P2"))
+    for path in (screen.root / "P2").glob("P2_*_s2_w2.tif"):
+        path.unlink()  # 11 fields missing a channel: 11 warnings before the plate verdicts
+    pm = pd.read_csv(screen.platemap)
+    pm[~((pm["plate"] == "P2") & (pm["role"] == "disease"))].to_csv(screen.platemap, index=False)
+    rc, out, _ = _score([screen.root], screen.platemap, model_dir, tmp_path / "out", capsys)
+    assert rc == 0 and "more warnings" in out
+    assert "P2: no disease control wells" in out
