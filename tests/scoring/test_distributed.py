@@ -26,7 +26,7 @@ def test_two_shard_processes_equal_single_process(tmp_path, kit, mlflow_uri, cap
     kit.make_index(tmp_path / "images", layout, sites=2, size=(40, 40))
     platemap = kit.write_platemap(tmp_path / "platemap.csv", layout)
     config = tmp_path / "score.yaml"
-    config.write_text("inference:\n  batch_size: 8\n  chunk_fields: 5\n")
+    config.write_text("inference:\n  batch_size: 8\n  chunk_fields: 5\nreport:\n  enabled: false\n")
     model_uri = register_tiny_model(mlflow_uri)
     env = cli_env(mlflow_uri)
     out, ref = tmp_path / "out", tmp_path / "ref"

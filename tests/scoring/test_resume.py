@@ -13,7 +13,7 @@ from fibroclass.schema import PLATE, WELL
 from fibroclass.scoring.config import ScoreConfig
 from fibroclass.scoring.pipeline import ScoreResult, ShardResult, score_index
 
-CFG = ScoreConfig(batch_size=8, chunk_fields=6, device="cpu")
+CFG = ScoreConfig(batch_size=8, chunk_fields=6, device="cpu", report=False)  # report.html: its own tests
 
 
 @pytest.fixture
