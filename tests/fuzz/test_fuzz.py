@@ -1,7 +1,7 @@
 """Property-based fuzzing of plate maps, file names and pixel data (targets in `fuzz_targets`).
 
-Default run: `FIBROCLASS_FUZZ_EXAMPLES` (25) derandomized cases per target; the slow test runs >= 500
-cases in all. `scripts/fuzz.py` runs random seeds and records the result (docs/robustness.md).
+Default run: `FIBROCLASS_FUZZ_EXAMPLES` (25) derandomized cases per target (whole-screen `score`: 2); the
+slow test runs 150 per target (`score`: 15), over 600 cases in all. `scripts/fuzz.py` runs random seeds and records the result (docs/robustness.md).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ EXAMPLES = int(os.environ.get("FIBROCLASS_FUZZ_EXAMPLES", "25"))
 def test_fuzz_target_never_crashes(target):
     counter: Counter = Counter()
     fuzz_runs(EXAMPLES, counter)[target]()
-    assert counter[target] >= min(EXAMPLES, 10)
+    assert counter[target] >= (2 if target == "score" else min(EXAMPLES, 10))
 
 
 @pytest.mark.slow
