@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from fibroclass.data.preprocess import downsample
 from fibroclass.organization import field_organization
 from fibroclass.schema import DISEASE_SCORE, NUCLEI_COUNT, PLATE, QC_PASS, QC_REASON, WELL, WELL_KEYS
 from fibroclass.scoring.nuclei import NucleiParams, count_nuclei
@@ -83,11 +84,14 @@ class Organization:
 
     actin: str = "actin"
     nuclei: str = "nuclei"
+    max_side: int = 512  # larger fields are block-mean downsampled first (cost grows with the pixel count)
 
     def __call__(self, img: np.ndarray, channels: Sequence[str]) -> dict[str, float]:
         names = list(channels)
         if self.actin not in names:
             return {}
+        factor = int(np.ceil(max(img.shape[1:]) / self.max_side)) if self.max_side > 0 else 1
+        img = downsample(img, factor) if factor > 1 else img
         nuclei = img[names.index(self.nuclei)] if self.nuclei in names else None
         return field_organization(img[names.index(self.actin)], nuclei)
 
@@ -105,6 +109,8 @@ def configure_features(features: Sequence, settings: ReadoutSettings) -> list:
             fn = replace(fn, params=settings.readout.field_qc)
         elif isinstance(fn, NucleiCounts):
             fn = replace(fn, params=settings.readout.nuclei)
+        elif isinstance(fn, Organization):
+            fn = replace(fn, max_side=settings.organization.max_side)
         out.append(fn)
     return out
 

@@ -65,6 +65,7 @@ class OrganizationParams:
     min_separation: float = 2.0  # controls must differ by this many pooled SDs on `feature`
     min_spread_pct: float = 5.0  # floor (% points) on the control spreads used for the z-scores
     confirm_offtarget: bool = True  # a confirmed rescue explains the embedding's orthogonal residual
+    max_side: int = 512  # fields larger than this (px) are block-mean downsampled for the org_* features
 
     @classmethod
     def from_dict(cls, d: Mapping | None) -> OrganizationParams:
