@@ -79,6 +79,12 @@ def plate_qc(
             "z_prime": zp,
             "ssmd": ssmd(h_scores, d_scores),
             "z_prime_scale": scale,
+            # Both scales are reported, whichever gates the plate, so a saturating p(disease) cannot hide
+            # a narrow window on the score that rescue % is computed on.
+            "z_prime_score": z_prime(pc.healthy_scores, pc.disease_scores),
+            "z_prime_probability": z_prime(
+                _on_scale(pc.healthy_scores, "probability"), _on_scale(pc.disease_scores, "probability")
+            ),
             **pc.summary(),
             "n_fields": int(n_fields.get(plate, 0)),
             "n_fields_flagged": int(n_flagged.get(plate, 0)),
