@@ -24,4 +24,10 @@ def mlflow_uri(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    import mlflow
+
+    # Pin this process's tracking AND registry URIs too: an earlier test's in-process
+    # `mlflow.set_tracking_uri` would otherwise leave registry look-ups pointing at its store.
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     return uri

@@ -68,7 +68,7 @@ def test_two_process_ddp_equals_single_process(tmp_path, mlflow_uri):
     assert "registered models:/single/1" in single
     assert ddp.count("registered models:/ddp/1") == 1 and "models:/ddp/2" not in ddp  # rank 0 only
 
-    client = MlflowClient(mlflow_uri)
+    client = MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
     runs = {}
     for name in ("single", "ddp"):
         found = client.search_runs([client.get_experiment_by_name(name).experiment_id])

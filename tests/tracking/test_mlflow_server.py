@@ -118,7 +118,7 @@ def test_train_and_score_against_a_loopback_server(mlflow_server, tmp_path, caps
     printed = capsys.readouterr().out
     assert f"in {url}" in printed and "registered models:/fibroclass/1" in printed
 
-    client = MlflowClient(url)
+    client = MlflowClient(tracking_uri=url, registry_uri=url)
     (run,) = client.search_runs([client.get_experiment_by_name("served").experiment_id])
     assert run.info.status == "FINISHED" and "val/auroc" in run.data.metrics
     assert client.get_model_version_by_alias("fibroclass", "challenger").run_id == run.info.run_id
