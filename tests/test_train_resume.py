@@ -34,7 +34,7 @@ def split_dir(tmp_path):
     return _tinyplate().make_tiny_split(tmp_path / "plate", size=40, fields=2)
 
 
-def _argv(split: Path, experiment: str, epochs: int = 4) -> list[str]:
+def _argv(split: Path, experiment: str, epochs: int = 10) -> list[str]:
     return [
         "--config", str(REPO / "configs" / "train" / "default.yaml"),
         "--data.split", str(split),
