@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
+# Shared generated-plate helpers (tests/data/tinyplate.py) importable as `import tinyplate`.
+sys.path.insert(0, str(Path(__file__).parent / "data"))
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")

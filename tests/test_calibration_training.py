@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import tinyplate  # tests/data/tinyplate.py, on sys.path via tests/conftest.py
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -29,17 +28,9 @@ from fibroclass.tracking.models import load_classifier
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _tinyplate():
-    spec = importlib.util.spec_from_file_location("tinyplate", REPO / "tests" / "data" / "tinyplate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("tinyplate", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def split_dir(tmp_path):
-    return _tinyplate().make_tiny_split(tmp_path / "plate", size=40, fields=2)
+    return tinyplate.make_tiny_split(tmp_path / "plate", size=40, fields=2)
 
 
 def _overconfident(seed: int = 0, scale: float = 60.0) -> FibroClassifier:

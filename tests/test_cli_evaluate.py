@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import tinyplate  # tests/data/tinyplate.py, on sys.path via tests/conftest.py
 import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
@@ -26,14 +25,6 @@ from fibroclass.tracking.models import log_classifier
 from fibroclass.tracking.store import ensure_experiment
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _tinyplate():
-    spec = importlib.util.spec_from_file_location("tinyplate", REPO / "tests" / "data" / "tinyplate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("tinyplate", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize(
@@ -58,7 +49,7 @@ def test_help_has_examples(argv, example, capsys):
 @pytest.fixture
 def model_and_split(mlflow_uri, tmp_path):
     """A real registered classifier (temperature 2) and a tiny donor split on disk."""
-    split_dir = _tinyplate().make_tiny_split(tmp_path / "plate", size=40, fields=2)
+    split_dir = tinyplate.make_tiny_split(tmp_path / "plate", size=40, fields=2)
     torch.manual_seed(0)
     model = FibroClassifier(ModelSpec(crop_size=16, temperature=2.0, mean=[0.1, 0.1], std=[0.1, 0.1])).eval()
     exp = ensure_experiment("fibroclass-train")

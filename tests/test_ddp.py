@@ -10,25 +10,17 @@ SyncBatchNorm does not exist on CPU, so this CPU test uses the GroupNorm twin of
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import tinyplate  # tests/data/tinyplate.py, on sys.path via tests/conftest.py
 import torch
 from mlflow.tracking import MlflowClient
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _tinyplate():
-    spec = importlib.util.spec_from_file_location("tinyplate", REPO / "tests" / "data" / "tinyplate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("tinyplate", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _train(split: Path, name: str, batch: int, *extra: str, cwd: Path, env: dict) -> str:
@@ -54,7 +46,7 @@ def _train(split: Path, name: str, batch: int, *extra: str, cwd: Path, env: dict
 
 @pytest.mark.slow  # a 2-process DDP fit and a 1-process fit (each imports torch, Lightning, MLflow)
 def test_two_process_ddp_equals_single_process(tmp_path, mlflow_uri):
-    split = _tinyplate().make_tiny_split(tmp_path / "plate", size=32, fields=2)
+    split = tinyplate.make_tiny_split(tmp_path / "plate", size=32, fields=2)
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",

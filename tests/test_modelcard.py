@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import tinyplate  # tests/data/tinyplate.py, on sys.path via tests/conftest.py
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -26,14 +25,6 @@ from fibroclass.tracking.models import log_classifier
 from fibroclass.tracking.store import ensure_experiment
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _tinyplate():
-    spec = importlib.util.spec_from_file_location("tinyplate", REPO / "tests" / "data" / "tinyplate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("tinyplate", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_card_states_data_metrics_calibration_use_and_limits() -> None:
@@ -89,7 +80,7 @@ def test_parse_model_ref() -> None:
 @pytest.fixture
 def registered(mlflow_uri, tmp_path):
     """A registered version whose run holds what `fibroclass train` logs: split, config, test fields, metrics."""
-    split_dir = _tinyplate().make_tiny_split(tmp_path / "plate", size=24, fields=1)
+    split_dir = tinyplate.make_tiny_split(tmp_path / "plate", size=24, fields=1)
     manifest = read_split(split_dir)
     index = pd.read_parquet(tmp_path / "plate" / "index.parquet")
     test = index[index[schema.DONOR].isin(manifest.donors["test"])].reset_index(drop=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
+import tinyplate  # tests/data/tinyplate.py, on sys.path via tests/conftest.py
 import torch
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
@@ -23,17 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs" / "train").glob("*.yaml"))
 
 
-def _tinyplate():
-    spec = importlib.util.spec_from_file_location("tinyplate", REPO / "tests" / "data" / "tinyplate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("tinyplate", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def split_dir(tmp_path):
-    return _tinyplate().make_tiny_split(tmp_path / "plate", size=40, fields=2)
+    return tinyplate.make_tiny_split(tmp_path / "plate", size=40, fields=2)
 
 
 def test_train_tests_logs_registers_and_reloads(mlflow_uri, split_dir, tmp_path, capsys):

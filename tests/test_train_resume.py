@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -11,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import tinyplate  # tests/data/tinyplate.py, on sys.path via tests/conftest.py
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -21,17 +21,9 @@ from fibroclass.trainer import run_training
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _tinyplate():
-    spec = importlib.util.spec_from_file_location("tinyplate", REPO / "tests" / "data" / "tinyplate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("tinyplate", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def split_dir(tmp_path):
-    return _tinyplate().make_tiny_split(tmp_path / "plate", size=40, fields=2)
+    return tinyplate.make_tiny_split(tmp_path / "plate", size=40, fields=2)
 
 
 def _argv(split: Path, experiment: str, epochs: int = 10) -> list[str]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
+import tinyplate  # tests/data/tinyplate.py, on sys.path via tests/conftest.py
 from mlflow.tracking import MlflowClient
 
 from fibroclass import schema
@@ -23,18 +22,10 @@ CONFIG = REPO / "configs" / "train" / "default.yaml"
 TINY = ["--data.crop_size", "16", "--data.crops_per_field", "2", "--data.batch_size", "16"]
 
 
-def _tinyplate():
-    spec = importlib.util.spec_from_file_location("tinyplate", REPO / "tests" / "data" / "tinyplate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("tinyplate", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def index_path(tmp_path):
     """3 healthy + 3 GoF donors, 2 wells x 2 fields each, 40 px fields (written as real TIFFs)."""
-    _tinyplate().make_tiny_split(tmp_path / "plate", size=40, fields=2)
+    tinyplate.make_tiny_split(tmp_path / "plate", size=40, fields=2)
     return tmp_path / "plate" / "index.parquet"
 
 
@@ -110,7 +101,7 @@ def test_lodo_cli_help_and_one_line_errors(mlflow_uri, tmp_path, capsys):
     assert main(["evaluate", "lodo", str(tmp_path / "missing.parquet"), "--config", str(CONFIG)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: field index") and "missing.parquet" in err and err.count("\n") == 1
-    plate = _tinyplate().make_tiny_split(tmp_path / "two", size=24, fields=1, donors_per_class=3)
+    plate = tinyplate.make_tiny_split(tmp_path / "two", size=24, fields=1, donors_per_class=3)
     index = plate.parent.parent / "index.parquet"
     two = pd.read_parquet(index)
     two = two[two[schema.DONOR] != "HD3"]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tinyplate  # tests/data/tinyplate.py, on sys.path via tests/conftest.py
 import torch
 import torch.nn.functional as F
 
@@ -28,16 +27,8 @@ from fibroclass.models.spec import ModelSpec
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _tinyplate():
-    spec = importlib.util.spec_from_file_location("tinyplate", REPO / "tests" / "data" / "tinyplate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("tinyplate", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _field(rng: np.random.Generator, aligned: bool, size: int) -> np.ndarray:
-    actin, nuclei = _tinyplate().line_field(rng, size, aligned)
+    actin, nuclei = tinyplate.line_field(rng, size, aligned)
     return np.stack([actin, nuclei]).astype(np.float32) / 65535
 
 

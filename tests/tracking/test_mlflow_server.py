@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import socket
@@ -14,20 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import tinyplate  # tests/data/tinyplate.py, on sys.path via tests/conftest.py
 from mlflow.tracking import MlflowClient
 
 from fibroclass.cli.app import main
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "mlflow_server.sh"
-
-
-def _tinyplate():
-    spec = importlib.util.spec_from_file_location("tinyplate", REPO / "tests" / "data" / "tinyplate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("tinyplate", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _free_port() -> int:
@@ -103,7 +95,7 @@ def test_train_and_score_against_a_loopback_server(mlflow_server, tmp_path, caps
     url, store, port = mlflow_server
     assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only, not 0.0.0.0
 
-    split = _tinyplate().make_tiny_split(tmp_path / "plate", size=40, fields=2)
+    split = tinyplate.make_tiny_split(tmp_path / "plate", size=40, fields=2)
     argv = [
         "train",
         "--config", str(REPO / "configs" / "train" / "default.yaml"),
