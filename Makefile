@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-slow lint bench
+.PHONY: setup demo test test-slow test-wheel lint bench
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -18,6 +18,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 # Slow tests (multi-process DDP, kill -9 resume, long fuzz); CI runs them too (.ci/run).
@@ -27,3 +28,8 @@ test-slow: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+
+# The installed tool, as a new user gets it: build the wheel, install it in a fresh venv, then run
+# `fibroclass --version`, a config by name and the whole demo from an empty folder (CI runs this).
+test-wheel: setup
+	bash scripts/check_wheel.sh

@@ -168,7 +168,7 @@ def run(out: Path, size: int = 128, fields: int = 3, seed: int = 0) -> dict:
 
 
 def _report_ok(path: Path) -> bool:
-    from fibroclass.scoring.report import SECTIONS
+    from fibroclass.scoring.report.html import SECTIONS
 
     html = path.read_text() if path.is_file() else ""
     panels = (

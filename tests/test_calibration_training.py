@@ -20,10 +20,12 @@ from fibroclass.evaluation.calibration import (
     fit_temperature,
 )
 from fibroclass.evaluation.metrics import expected_calibration_error
-from fibroclass.evaluator import calibrate_classifier, field_logits, split_frames
 from fibroclass.models.classifier import FibroClassifier
+from fibroclass.models.predict import field_logits
 from fibroclass.models.spec import ModelSpec
 from fibroclass.tracking.models import load_classifier
+from fibroclass.workflows.calibrate import calibrate_classifier
+from fibroclass.workflows.evaluate import split_frames
 
 REPO = Path(__file__).resolve().parents[1]
 

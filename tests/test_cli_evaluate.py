@@ -18,8 +18,8 @@ from fibroclass.cli.app import main
 from fibroclass.data.splits import read_split
 from fibroclass.evaluation.calibration import apply_temperature
 from fibroclass.evaluation.metrics import auroc, expected_calibration_error
-from fibroclass.evaluator import field_logits
 from fibroclass.models.classifier import FibroClassifier
+from fibroclass.models.predict import field_logits
 from fibroclass.models.spec import ModelSpec
 from fibroclass.tracking.models import log_classifier
 from fibroclass.tracking.store import ensure_experiment

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fibroclass import organization as org
 from fibroclass.errors import FibroclassError
+from fibroclass.measure import organization as org
 
 N = 256
 

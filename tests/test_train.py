@@ -16,7 +16,7 @@ from fibroclass.cli.app import main
 from fibroclass.data.splits import read_split
 from fibroclass.models.module import FibroModule
 from fibroclass.tracking.models import load_classifier
-from fibroclass.trainer import build_cli
+from fibroclass.workflows.train import build_cli
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs" / "train").glob("*.yaml"))

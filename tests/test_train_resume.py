@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from fibroclass.cli.app import main
 from fibroclass.tracking.resume import RUN_ID_KEY
-from fibroclass.trainer import run_training
+from fibroclass.workflows.train import run_training
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,10 +12,10 @@ import torch
 from tinyplate import make_tiny_split
 from torch.utils.data import DataLoader
 
-from fibroclass.data.cache import MemmapFieldCache
+from fibroclass.data.cache import MemmapFieldCache, make_field_cache
 from fibroclass.data.datamodule import FibroDataModule
 from fibroclass.data.datasets import FieldTileDataset
-from fibroclass.data.fields import FieldCache, make_field_cache
+from fibroclass.data.fields import FieldCache
 
 
 class CountingCache(MemmapFieldCache):

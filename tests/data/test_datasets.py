@@ -10,11 +10,12 @@ import torch
 
 from fibroclass.data.datasets import FieldCropDataset, FieldTileDataset
 from fibroclass.data.fields import FieldCache, channel_paths, field_labels
-from fibroclass.data.preprocess import downsample, tile_field
+from fibroclass.data.preprocess import tile_field
 from fibroclass.data.stats import channel_stats
 from fibroclass.data.transforms import AugmentConfig, apply_transform, build_train_transform
 from fibroclass.errors import FibroclassError
 from fibroclass.io.images import read_field
+from fibroclass.measure.resample import downsample
 from fibroclass.schema import PLATE, ROLE, SITE, WELL
 
 

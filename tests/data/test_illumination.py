@@ -15,12 +15,10 @@ from fibroclass.data.illumination import (
     IlluminationSettings,
     PlateCorrections,
     corrections_for_model,
-    estimate_flatfield,
-    evaluate_surface,
-    grid_means,
 )
 from fibroclass.errors import FibroclassError
 from fibroclass.io.index import build_index
+from fibroclass.measure.flatfield import estimate_flatfield, evaluate_surface, grid_means
 from fibroclass.models.spec import ModelSpec
 from fibroclass.schema import PIXEL_SIZE, PLATE
 from fibroclass.simulate import export_index, simulate_training_set

@@ -118,7 +118,7 @@ def test_compare_table_puts_cnn_and_baseline_side_by_side() -> None:
 
 def test_lodo_baseline_on_simulated_fields_recognises_unseen_donors() -> None:
     """End to end on rendered fields: organization features of unseen donors classify them."""
-    from fibroclass.organization import FIELD_SIGMA, field_organization
+    from fibroclass.measure.organization import FIELD_SIGMA, field_organization
     from fibroclass.simulate import FieldState, render_field
 
     size = 96

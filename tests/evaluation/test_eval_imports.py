@@ -9,7 +9,7 @@ import sys
 def test_evaluation_and_organization_do_not_import_torch() -> None:
     code = (
         "import sys\n"
-        "import fibroclass.organization, fibroclass.evaluation.metrics, fibroclass.evaluation.calibration\n"
+        "import fibroclass.measure.organization, fibroclass.evaluation.metrics, fibroclass.evaluation.calibration\n"
         "import fibroclass.evaluation.baseline, fibroclass.evaluation.plots\n"
         "bad = [m for m in ('torch', 'lightning', 'mlflow', 'albumentations') if m in sys.modules]\n"
         "assert not bad, bad\n"

@@ -15,7 +15,7 @@ from fibroclass import schema
 from fibroclass.cli.app import main
 from fibroclass.data.splits import read_split
 from fibroclass.evaluation import lodo
-from fibroclass.evaluator import run_lodo
+from fibroclass.workflows.lodo import run_lodo
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "train" / "default.yaml"

@@ -29,7 +29,7 @@ from fibroclass.io.images import read_field, read_raw
 from fibroclass.io.index import build_index
 from fibroclass.io.platemap import read_platemap
 from fibroclass.schema import CONC, PLATE, ROLE, ROLES, SITE, SKIP_REASON, WELL, path_col
-from fibroclass.scoring.inference import FieldTiles
+from fibroclass.scoring.fields.inference import FieldTiles
 
 CANONICAL_WELL = re.compile(r"^(?:[A-Z]|A[A-F])\d{2}$")
 
@@ -365,7 +365,8 @@ def check_score(plates: int, damage: list[str], map_damage: list[str]) -> None:
     """`score` on a small screen with damaged files and plate map: outputs meeting the contract (every field
     a row, failures flagged with a reason, plates with a verdict and reasons) or FibroclassError."""
     from fibroclass.scoring.config import config_from_dict
-    from fibroclass.scoring.pipeline import ScoreResult, score
+    from fibroclass.scoring.outputs import ScoreResult
+    from fibroclass.scoring.pipeline import score
 
     with tempfile.TemporaryDirectory() as tmp:
         root, rows, files = Path(tmp) / "images", [], []

@@ -7,9 +7,10 @@ import pytest
 import tifffile
 
 from fibroclass.errors import FibroclassError
+from fibroclass.io.bitdepth import bit_depth_from_max, scale_to_unit
 from fibroclass.io.discover import discover_fields
 from fibroclass.io.images import make_locator, parse_locator, read_field, read_plane, read_raw
-from fibroclass.io.pixels import bit_depth_from_max, rescale_to_pixel_size, scale_to_unit
+from fibroclass.io.pixels import rescale_to_pixel_size
 from fibroclass.schema import BIT_DEPTH, PLATE
 
 

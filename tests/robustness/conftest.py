@@ -6,7 +6,7 @@ import pytest
 from robust_kit import PlateFiles, assert_rest_scored, make_screen, probe_model, run
 
 from fibroclass.models.classifier import FibroClassifier
-from fibroclass.scoring.pipeline import ScoreResult
+from fibroclass.scoring.outputs import ScoreResult
 
 
 @pytest.fixture(scope="session")

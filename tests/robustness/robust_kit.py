@@ -19,7 +19,8 @@ from fibroclass.models.classifier import FibroClassifier
 from fibroclass.models.spec import ModelSpec
 from fibroclass.schema import PLATE, SITE, WELL
 from fibroclass.scoring.config import config_from_dict
-from fibroclass.scoring.pipeline import ScoreResult, score
+from fibroclass.scoring.outputs import ScoreResult
+from fibroclass.scoring.pipeline import score
 from fibroclass.tracking.models import SPEC_FILE, WEIGHTS_FILE
 
 SIZE = 32

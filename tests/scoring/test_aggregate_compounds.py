@@ -23,9 +23,14 @@ from fibroclass.schema import (
     VIABILITY_PCT,
     WELL,
 )
-from fibroclass.scoring.aggregate import aggregate_wells
-from fibroclass.scoring.compounds import COMPOUND_COLUMNS, compound_table, dose_table, reference_dose_table
-from fibroclass.scoring.flags import flag_wells
+from fibroclass.scoring.compounds.tables import (
+    COMPOUND_COLUMNS,
+    compound_table,
+    dose_table,
+    reference_dose_table,
+)
+from fibroclass.scoring.wells.aggregate import aggregate_wells
+from fibroclass.scoring.wells.flags import flag_wells
 
 
 def _fields() -> tuple[pd.DataFrame, np.ndarray]:

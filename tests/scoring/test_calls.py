@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from fibroclass.errors import FibroclassError
-from fibroclass.scoring.calls import CALL_COLUMNS, ReadoutConfig, call_compounds, load_readout_config
-from fibroclass.scoring.doseresponse import predict_4pl
+from fibroclass.scoring.compounds.calls import CALL_COLUMNS, call_compounds
+from fibroclass.scoring.compounds.doseresponse import predict_4pl
+from fibroclass.scoring.config import ReadoutSettings, load_readout_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DOSES = np.array([10.0 / 3**i for i in range(8)])
@@ -153,7 +154,7 @@ def test_thresholds_come_from_the_config(wells: pd.DataFrame) -> None:
 
 def test_shipped_readout_config_matches_the_defaults(tmp_path: Path) -> None:
     cfg = load_readout_config(ROOT / "configs/score/readout.yaml")
-    assert cfg == ReadoutConfig()
+    assert cfg == ReadoutSettings()
     assert cfg.calls.offtarget_z_min == cfg.offtarget.z_min
     bad = tmp_path / "bad.yaml"
     bad.write_text("calls:\n  hit_rescue: 40\n")
@@ -189,7 +190,7 @@ def simulated_screen_wells(seed: int = 0, plate_format: int = 384, score_sd: flo
     emb = rng.normal(0, 0.04, (len(w), 16))
     emb[:, 0] += w["severity"].to_numpy()
     emb[:, 1] += 0.6 * w["offtarget"].to_numpy()
-    from fibroclass.scoring.offtarget import disease_axis_decomposition
+    from fibroclass.scoring.wells.offtarget import disease_axis_decomposition
 
     dec = disease_axis_decomposition(emb, w["role"], w["Metadata_Plate"])
     return w.drop(columns=["offtarget"]).join(dec)

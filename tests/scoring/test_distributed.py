@@ -17,7 +17,7 @@ from resume_helpers import (
 )
 
 from fibroclass.cli.app import main
-from fibroclass.scoring.parts import parse_shard, shard_plates
+from fibroclass.scoring.fields.parts import parse_shard, shard_plates
 
 
 @pytest.mark.slow  # two concurrent CLI processes (torch + MLflow imports): ~1 min on 2 cores

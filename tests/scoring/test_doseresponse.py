@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from fibroclass.errors import FibroclassError
-from fibroclass.scoring.doseresponse import DoseResponseParams, fit_4pl, fit_compounds, predict_4pl
+from fibroclass.scoring.compounds.doseresponse import fit_4pl, fit_compounds, predict_4pl
+from fibroclass.scoring.config import DoseResponseParams
 
 DOSES = np.array([10.0 / 3**i for i in range(8)])  # the screen's 8-point 3-fold series from 10 µM
 

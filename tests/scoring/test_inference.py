@@ -7,7 +7,7 @@ import pytest
 
 from fibroclass.errors import FibroclassError
 from fibroclass.schema import DISEASE_SCORE, P_DISEASE, QC_PASS, QC_REASON, path_col
-from fibroclass.scoring.inference import score_fields
+from fibroclass.scoring.fields.inference import score_fields
 
 
 def test_tiles_cover_whole_field_not_multiple_of_crop(tmp_path, kit):

@@ -9,7 +9,7 @@ import pytest
 from fibroclass.errors import FibroclassError
 from fibroclass.schema import DISEASE_SCORE, NUCLEI_COUNT, PLATE, RESCUE_PCT, ROLE, VIABILITY_PCT, WELL
 from fibroclass.scoring.config import ScoreConfig
-from fibroclass.scoring.normalize import normalize_plates
+from fibroclass.scoring.wells.normalize import normalize_plates
 
 CONTROLS = ScoreConfig().controls
 

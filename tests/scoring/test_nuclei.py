@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from fibroclass.errors import FibroclassError
-from fibroclass.scoring.nuclei import NucleiParams, count_nuclei, segment_nuclei
+from fibroclass.measure.nuclei import NucleiParams, count_nuclei, segment_nuclei
 
 
 def disc_field(

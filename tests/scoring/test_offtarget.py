@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from fibroclass.errors import FibroclassError
-from fibroclass.scoring.offtarget import OFFTARGET, OFFTARGET_Z, ON_TARGET_PCT, disease_axis_decomposition
+from fibroclass.schema import OFFTARGET
+from fibroclass.scoring.wells.offtarget import (
+    OFFTARGET_Z,
+    ON_TARGET_PCT,
+    disease_axis_decomposition,
+)
 
 D = 16
 NOISE = 0.3

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from fibroclass.schema import FIELD_KEYS, WELL_KEYS, path_col
-from fibroclass.scoring.compounds import COMPOUND_COLUMNS
+from fibroclass.scoring.compounds.tables import COMPOUND_COLUMNS
 from fibroclass.scoring.config import ScoreConfig
 from fibroclass.scoring.outputs import FIELD_RESULT_COLUMNS, FILES, WELL_RESULT_COLUMNS
 from fibroclass.scoring.pipeline import score_index

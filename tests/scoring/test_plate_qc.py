@@ -10,8 +10,8 @@ import pytest
 
 from fibroclass.schema import DISEASE_SCORE, PLATE, QC_PASS, ROLE, WELL
 from fibroclass.scoring.config import ScoreConfig
-from fibroclass.scoring.normalize import plate_controls
-from fibroclass.scoring.plate_qc import plate_qc, ssmd, z_prime
+from fibroclass.scoring.wells.normalize import plate_controls
+from fibroclass.scoring.wells.plate_qc import plate_qc, ssmd, z_prime
 
 
 def test_z_prime_and_ssmd_known_values():

@@ -8,17 +8,17 @@ import pytest
 from scipy import ndimage as ndi
 
 from fibroclass.errors import FibroclassError
-from fibroclass.io.images import scale_to_unit
-from fibroclass.schema import NUCLEI_COUNT, PLATE, WELL
-from fibroclass.scoring.nuclei import count_nuclei
-from fibroclass.scoring.qc import (
+from fibroclass.io.bitdepth import scale_to_unit
+from fibroclass.measure.field_qc import (
     DEBRIS_FRAC,
     SATURATED_FRAC,
     SHARPNESS,
     FieldQCParams,
     field_qc_metrics,
-    flag_fields,
 )
+from fibroclass.measure.nuclei import count_nuclei
+from fibroclass.schema import NUCLEI_COUNT, PLATE, WELL
+from fibroclass.scoring.fields.qc import flag_fields
 from fibroclass.simulate import FieldState, render_field
 
 SIZE = 128

@@ -18,13 +18,13 @@ from fibroclass.data.datamodule import FibroDataModule
 from fibroclass.data.splits import make_split, write_split
 from fibroclass.errors import FibroclassError
 from fibroclass.io.index import build_index
+from fibroclass.measure.nuclei import count_nuclei
 from fibroclass.models.classifier import FibroClassifier
 from fibroclass.models.module import FibroModule
 from fibroclass.schema import CALLS, PLATE, ROLE, SITE, WELL, path_col
 from fibroclass.scoring.config import ScoreConfig, load_score_config
-from fibroclass.scoring.nuclei import count_nuclei
 from fibroclass.scoring.pipeline import score_index
-from fibroclass.scoring.report import SECTIONS
+from fibroclass.scoring.report.html import SECTIONS
 from fibroclass.simulate import ArtefactRates, simulate_screen, simulate_training_set
 
 REPO = Path(__file__).resolve().parents[2]
@@ -199,15 +199,15 @@ def test_swapped_or_mixed_controls_fail_the_plate_and_nothing_is_called(screen, 
 def test_readout_thresholds_come_from_the_one_score_config(tmp_path):
     cfg = load_score_config(REPO / "configs" / "score" / "default.yaml")
     assert (
-        cfg.readout["field_qc"]["blur_robust_z"] == 3.5 and cfg.readout["organization"]["disagree_z"] == 3.0
+        cfg.readout.field_qc.blur_robust_z == 3.5 and cfg.readout.organization.disagree_z == 3.0
     )
     (tmp_path / "readout.yaml").write_text("calls:\n  hit_rescue_pct: 60\nfield_qc:\n  blur_robust_z: 4\n")
     own = tmp_path / "score.yaml"
     own.write_text("include: readout.yaml\nfield_qc:\n  blur_abs_floor: 0.05\nqc:\n  z_prime_scale: score\n")
     cfg = load_score_config(own)
-    settings = cfg.readout_settings()
-    assert settings.readout.calls.hit_rescue_pct == 60
-    assert settings.readout.field_qc.blur_robust_z == 4 and settings.readout.field_qc.blur_abs_floor == 0.05
+    settings = cfg.readout
+    assert settings.calls.hit_rescue_pct == 60
+    assert settings.field_qc.blur_robust_z == 4 and settings.field_qc.blur_abs_floor == 0.05
     assert cfg.z_prime_scale == "score"
     own.write_text("field_qc:\n  blur_z: 4\n")
     with pytest.raises(FibroclassError, match=r"score.yaml.*blur_z"):

@@ -14,10 +14,10 @@ import tifffile
 
 from fibroclass.errors import FibroclassError
 from fibroclass.schema import PLATE, QC_PASS, QC_REASON, WELL, path_col
-from fibroclass.scoring.calls import call_compounds
-from fibroclass.scoring.doseresponse import fit_compounds, predict_4pl
-from fibroclass.scoring.report import SECTIONS, montage_images, render_report, representative_fields
-from fibroclass.scoring.report_plots import plate_shape, well_position
+from fibroclass.scoring.compounds.calls import call_compounds
+from fibroclass.scoring.compounds.doseresponse import fit_compounds, predict_4pl
+from fibroclass.scoring.report.html import SECTIONS, montage_images, render_report, representative_fields
+from fibroclass.scoring.report.plots import plate_shape, well_position
 
 DOSES = [10.0 / 3**i for i in range(8)]
 

@@ -11,7 +11,8 @@ from resume_helpers import assert_same_outputs, chunk_stamps, plate_layout, snap
 from fibroclass.errors import FibroclassError
 from fibroclass.schema import PLATE, WELL
 from fibroclass.scoring.config import ScoreConfig
-from fibroclass.scoring.pipeline import ScoreResult, ShardResult, score_index
+from fibroclass.scoring.outputs import ScoreResult
+from fibroclass.scoring.pipeline import ShardResult, score_index
 
 CFG = ScoreConfig(batch_size=8, chunk_fields=6, device="cpu", report=False)  # report.html: its own tests
 

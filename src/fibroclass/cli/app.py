@@ -8,6 +8,7 @@ import sys
 
 import typer
 
+from fibroclass import __version__
 from fibroclass.errors import FibroclassError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -25,9 +26,18 @@ app = typer.Typer(
 _state = {"debug": False}
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fibroclass {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """fibroclass: train on control wells, score drug-screen plates.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from fibroclass.configs import resolve_config
 from fibroclass.errors import FibroclassError
 
 console = Console()
@@ -46,49 +45,20 @@ def _latest_test_auroc(experiment: str) -> tuple[float | None, str | None]:
     return (None if value is None or pd.isna(value) else float(value)), runs.iloc[0]["run_id"]
 
 
-def _summary(out: Path, score_dir: Path, seconds: float) -> None:
+def _summary(score_dir: Path, seconds: float) -> None:
+    """The model's held-out AUROC, then `fibroclass score`'s own summary of the screen run."""
+    from fibroclass.cli.score import print_summary
+    from fibroclass.scoring.merge import load_outputs
     from fibroclass.tracking.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri()
     auroc, run_id = _latest_test_auroc("fibroclass-train")
-    qc = json.loads((score_dir / "plate_qc.json").read_text())
-    wells = pd.read_csv(score_dir / "wells.csv")
-
     console.rule("[bold]fibroclass demo summary")
     console.print(
         f"donor-held-out test AUROC: [bold]{auroc:.3f}[/]" if auroc is not None else "test AUROC: n/a"
     )
-    plates = qc.get("plates", qc) if isinstance(qc, dict) else {}
-    for plate, q in plates.items():
-        status = "[green]PASS[/]" if q.get("pass") else "[red]FAIL[/]"
-        zp, sm = q.get("z_prime"), q.get("ssmd")
-        zp_s = "n/a" if zp is None else f"{zp:.2f}"
-        sm_s = "n/a" if sm is None else f"{sm:.1f}"
-        reasons = "; ".join(q.get("reasons") or [])
-        console.print(f"plate {plate}: Z′ = {zp_s}, SSMD = {sm_s} {status} {reasons}")
-
-    rux = wells[(wells["compound"].str.lower() == "ruxolitinib") & (wells["role"] == "treatment")]
-    if not rux.empty:
-        table = Table(title="ruxolitinib rescue by dose (mean of replicate wells)")
-        table.add_column("µM", justify="right")
-        table.add_column("rescue %", justify="right")
-        table.add_column("viability %", justify="right")
-        by_dose = rux.groupby("concentration_uM")[["rescue_pct", "viability_pct"]].mean().sort_index()
-        for conc, row in by_dose.iterrows():
-            table.add_row(f"{conc:.4g}", f"{row['rescue_pct']:.0f}", f"{row['viability_pct']:.0f}")
-        console.print(table)
-    comp_path = score_dir / "compounds.csv"
-    if comp_path.exists():
-        from fibroclass.cli.score import print_calls
-
-        print_calls(pd.read_csv(comp_path))
-    failed = [p for p, q in plates.items() if not q.get("pass")]
-    if failed:
-        console.print(f"[bold red]plate QC failed for {', '.join(failed)}[/]: their compounds are not called")
-    report = score_dir / "report.html"
-    console.print(f"\noutputs: {score_dir}")
-    console.print(f"report: {report if report.exists() else 'not written'}  (open it in a browser)")
-    console.print(f"MLflow store: {uri}  run: {run_id}")
+    print_summary(load_outputs(score_dir), run_stats=False)
+    console.print(f"MLflow store: {uri}  training run: {run_id}")
     console.print(f"browse runs:  mlflow ui --backend-store-uri {uri}")
     console.print(f"total demo time: {seconds:.0f} s")
 
@@ -100,8 +70,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Simulation seed."),
         size: int = typer.Option(128, "--size", help="Field size in pixels."),
         fields: int = typer.Option(3, "--fields", help="Fields per well."),
-        config: Path = typer.Option(
-            Path("configs/train/default.yaml"), "--config", help="Training config (LightningCLI YAML)."
+        config: str = typer.Option(
+            "default", "--config", help="Training config: a shipped name (default, gpu_resnet18) or a YAML path."
         ),
     ) -> None:
         """Run the whole path on simulated plates on this machine (CPU is fine, ~3-5 min).
@@ -111,10 +81,7 @@ def register(app: typer.Typer) -> None:
         t0 = time.perf_counter()
         out = out.resolve()
         out.mkdir(parents=True, exist_ok=True)
-        if not config.exists():
-            raise FibroclassError(
-                f"training config {config} not found (run the demo from the repository root)"
-            )
+        config_path = resolve_config("train", config)
         os.environ.setdefault("FIBROCLASS_PROGRESS", "1")
         common = ["--seed", str(seed), "--size", str(size), "--fields", str(fields)]
         _step("simulate a training set", ["simulate", "train", "--out", str(out / "train"), *common])
@@ -140,7 +107,7 @@ def register(app: typer.Typer) -> None:
         )
         _step(
             "train, test on held-out donors, register",
-            ["train", "--config", str(config), "--data.split", str(split_dir)],
+            ["train", "--config", str(config_path), "--data.split", str(split_dir)],
         )
         score_dir = out / "score"
         _step(
@@ -157,4 +124,4 @@ def register(app: typer.Typer) -> None:
             ],
             fresh_process=True,  # the registered model loads in a process that did not train it
         )
-        _summary(out, score_dir, time.perf_counter() - t0)
+        _summary(score_dir, time.perf_counter() - t0)

@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
 
         Example: fibroclass evaluate lodo data/index.parquet --config configs/train/default.yaml --max-epochs 4 --out lodo_out
         """
-        from fibroclass.evaluator import run_lodo
+        from fibroclass.workflows.lodo import run_lodo
 
         overrides = list(ctx.args)
         bad = [a for a in overrides if a.startswith("-") and not a.startswith("--")]
@@ -140,7 +140,7 @@ def register(app: typer.Typer) -> None:
 
         Example: fibroclass evaluate model --model models:/fibroclass@challenger --split data/splits/demo --out eval_out
         """
-        from fibroclass.evaluator import evaluate_model
+        from fibroclass.workflows.evaluate import evaluate_model
 
         subsets = [s.strip() for s in subset.split(",") if s.strip()]
         result = evaluate_model(model, split, subsets, index, out, permutations, experiment, trust_pickle)

@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
 
         Example: fibroclass explain --model models:/fibroclass@challenger --index data/index.parquet --field TRAIN01:C04:1 --pick 2 --out explain_out
         """
-        from fibroclass.evaluator import explain
+        from fibroclass.workflows.explain import explain
 
         result = explain(
             model,

@@ -8,6 +8,7 @@ import typer
 
 from fibroclass.errors import FibroclassError
 from fibroclass.io.discover import DEFAULT_CHANNEL_MAP
+from fibroclass.io.formats import naming_choices
 from fibroclass.io.index import build_index, write_index
 from fibroclass.schema import PLATE, ROLE, WELL
 
@@ -39,7 +40,7 @@ def register(app: typer.Typer) -> None:
         naming: str = typer.Option(
             "auto",
             "--naming",
-            help="auto | loaddata | harmony | omezarr | imagexpress_htd | ometiff | operetta | imagexpress | custom.",
+            help=naming_choices() + ".",
         ),
         z: str = typer.Option(
             "max", "--z", help="Z-stacks: max (maximum projection) or a plane number (1 = first)."

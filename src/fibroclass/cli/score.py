@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
-import os
-import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -18,8 +20,9 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
 
 
-def print_summary(result) -> None:  # noqa: ANN001 - ScoreResult, imported lazily
-    """Per-plate Z′/SSMD/pass table, reference rescue by dose, warnings and the output folder."""
+def print_summary(result, run_stats: bool = True) -> None:  # noqa: ANN001 - ScoreResult, imported lazily
+    """Per-plate Z′/SSMD/pass table, calls, reference rescue by dose, warnings and the output folder;
+    `run_stats` adds what this run did (resumed, up to date, seconds)."""
     table = Table(title="plate QC")
     for col in ("plate", "Z′", "SSMD", "healthy", "disease", "fields flagged", "verdict"):
         table.add_column(col, justify="left" if col in ("plate", "verdict") else "right")
@@ -63,17 +66,16 @@ def print_summary(result) -> None:  # noqa: ANN001 - ScoreResult, imported lazil
         console.print(f"[yellow]warning:[/] {warning}")
     if len(result.warnings) > 10:
         console.print(f"[yellow]... {len(result.warnings) - 10} more warnings[/]")
-    if result.chunks_reused:
+    if run_stats and result.chunks_reused:
         console.print(
             f"resumed: reused {result.chunks_reused} finished chunk(s) from {result.out_dir / 'parts'}"
         )
-    if not result.merged:
+    if run_stats and not result.merged:
         console.print("outputs already up to date: nothing rescored or rewritten")
     if "report.html" in result.files:
         console.print(f"report: {result.files['report.html']}")
-    console.print(
-        f"scored {len(result.fields)} fields / {len(result.wells)} wells in {result.seconds:.1f} s → {result.out_dir}"
-    )
+    took = f" in {result.seconds:.1f} s" if run_stats else ""
+    console.print(f"scored {len(result.fields)} fields / {len(result.wells)} wells{took} → {result.out_dir}")
 
 
 def print_calls(compounds) -> None:  # noqa: ANN001 - pandas DataFrame (compounds.csv)
@@ -123,8 +125,29 @@ def log_to_mlflow(result, model: str, experiment: str) -> None:  # noqa: ANN001 
     console.print(f"MLflow: experiment {experiment}, run {run_id}")
 
 
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def config_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give `command` (whose last parameter is `**overrides`) one option per `SCORE_OPTIONS` entry, typed
+    from the ScoreConfig attribute it sets; given values arrive in `overrides` under the attribute name."""
+    from fibroclass.scoring.config import SCORE_OPTIONS, ScoreConfig
+
+    types = {f.name: str(f.type) for f in dataclasses.fields(ScoreConfig)}
+    sig = inspect.signature(command)
+    params = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    for flag, (attr, help_text) in SCORE_OPTIONS.items():
+        option = typer.Option(None, flag, help=help_text)
+        params.append(
+            inspect.Parameter(attr, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=_TYPES[types[attr]] | None)
+        )
+    command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    return command
+
+
 def register(app: typer.Typer) -> None:
     @app.command("score")
+    @config_options
     def score(
         roots: list[Path] = typer.Argument(
             ..., metavar="DIR...", help="Plate image folders (a plate, plates, or an export)."
@@ -132,12 +155,9 @@ def register(app: typer.Typer) -> None:
         platemap: Path = typer.Option(..., "--platemap", help="Plate map CSV (DESIGN.md contract)."),
         model: str = typer.Option(..., "--model", help="MLflow model URI, e.g. models:/fibroclass@champion."),
         out: Path = typer.Option(..., "--out", help="Output folder (created; files are replaced)."),
-        config: Path | None = typer.Option(
-            None, "--config", help="Score config YAML (default: built-in = configs/score/default.yaml)."
+        config: str | None = typer.Option(
+            None, "--config", help="Score config: a YAML path or a shipped name (default = configs/score/default.yaml)."
         ),
-        batch_size: int | None = typer.Option(None, "--batch-size", help="Tiles per forward pass."),
-        device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
-        num_workers: int | None = typer.Option(None, "--num-workers", help="Field-reading worker processes."),
         trust_pickle: bool = typer.Option(
             False, "--trust-pickle", help="Allow loading a pickled model (only for models you trust)."
         ),
@@ -148,16 +168,13 @@ def register(app: typer.Typer) -> None:
         merge: bool = typer.Option(
             False, "--merge", help="Only merge OUT/parts/ of finished shards into the outputs (no scoring)."
         ),
-        precision: str | None = typer.Option(None, "--precision", help="auto (bf16 on CUDA), fp32 or bf16."),
-        compile_model: bool | None = typer.Option(
-            None, "--compile/--no-compile", help="torch.compile the model (GPU; slow first batches)."
-        ),
         track_mlflow: bool = typer.Option(
             True, "--mlflow/--no-mlflow", help="Log the run (model version, plate QC, report) to MLflow."
         ),
         experiment: str = typer.Option(
             "fibroclass-score", "--experiment", help="MLflow experiment of the scoring runs."
         ),
+        **overrides: Any,  # the config options of SCORE_OPTIONS, added by config_options()
     ) -> None:
         """Score drug-screen plates: disease score per field, rescue % per well vs each plate's controls.
 
@@ -169,27 +186,26 @@ def register(app: typer.Typer) -> None:
 
         Example: fibroclass score plates/P001 --platemap platemap.csv --model models:/fibroclass@champion --out scores/P001
         """
-        from fibroclass.scoring.parts import parse_shard
+        from fibroclass.progress import show_progress
+        from fibroclass.scoring.fields.parts import parse_shard
         from fibroclass.scoring.pipeline import ShardResult
+        from fibroclass.scoring.config import load_score_config
         from fibroclass.scoring.pipeline import score as run_score
+        from fibroclass.tracking.models import load_classifier
 
         shard_kn = parse_shard(shard) if shard is not None else None
-        show = progress and (sys.stderr.isatty() or os.environ.get("FIBROCLASS_PROGRESS") == "1")
+        cfg = load_score_config(config).with_overrides(**overrides)  # config mistakes before any model I/O
+        show = show_progress(progress)
         result = run_score(
             roots,
             platemap,
-            model,
+            load_classifier(model, trust_pickle=trust_pickle),
             out,
-            config=config,
-            batch_size=batch_size,
-            device=device,
-            num_workers=num_workers,
+            config=cfg,
             progress=show,
-            trust_pickle=trust_pickle,
+            model_uri=model,
             shard=shard_kn,
             merge_only=merge,
-            precision=precision,
-            compile=compile_model,
         )
         if isinstance(result, ShardResult):
             console.print(

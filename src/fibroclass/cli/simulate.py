@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fibroclass.errors import FibroclassError
+from fibroclass.progress import progress_bar, show_progress
 from fibroclass.simulate import (
     SCREEN_ARTEFACTS,
     TRAINING_ARTEFACTS,
@@ -55,18 +52,13 @@ def _progress_bar(show: bool) -> Iterator[Callable[[int, int], None] | None]:
     if not show:
         yield None
         return
-    columns = (TextColumn("writing fields"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+    with progress_bar(True, "writing fields", transient=False) as bar:
         task = bar.add_task("fields", total=None)
 
         def update(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
         yield update
-
-
-def _show_progress(flag: bool) -> bool:
-    return flag and (sys.stderr.isatty() or os.environ.get("FIBROCLASS_PROGRESS") == "1")
 
 
 def _report(result: SimulatedPlates) -> None:
@@ -110,7 +102,7 @@ def register(app: typer.Typer) -> None:
 
         Example: fibroclass simulate train --out sim/train --size 256 --fields 4
         """
-        with _progress_bar(_show_progress(progress)) as update:
+        with _progress_bar(show_progress(progress)) as update:
             result = simulate_training_set(
                 out,
                 seed=seed,
@@ -149,7 +141,7 @@ def register(app: typer.Typer) -> None:
 
         Example: fibroclass simulate screen --out sim/screen --format 384 --naming operetta
         """
-        with _progress_bar(_show_progress(progress)) as update:
+        with _progress_bar(show_progress(progress)) as update:
             result = simulate_screen(
                 out,
                 seed=seed,

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )
     def train(ctx: typer.Context) -> None:
-        from fibroclass.trainer import run_training
+        from fibroclass.workflows.train import run_training
 
         try:
             result = run_training(list(ctx.args))

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from fibroclass.data.fields import FieldCache
+from fibroclass.data.illumination import FieldReader
 from fibroclass.errors import FibroclassError
 from fibroclass.io.images import parse_locator, split_projection
 
@@ -126,3 +127,19 @@ class MemmapFieldCache(FieldCache):
 
 
 __all__ = ["MemmapFieldCache"]
+
+
+
+def make_field_cache(
+    paths: Sequence[Sequence[str]],
+    downsample: int = 1,
+    cache_dir: str | None = None,
+    reader: FieldReader | None = None,
+) -> FieldCache:
+    """In-memory `FieldCache`, or the on-disk memory-mapped cache under `cache_dir` when given."""
+    if not cache_dir:
+        return FieldCache(paths, downsample, reader)
+
+    cache = MemmapFieldCache(paths, downsample, cache_dir)
+    cache.reader = reader
+    return cache

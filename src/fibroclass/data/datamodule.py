@@ -13,8 +13,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from fibroclass.data.cache import make_field_cache
 from fibroclass.data.datasets import FieldCropDataset, FieldTileDataset
-from fibroclass.data.fields import FieldCache, channel_paths, field_labels, make_field_cache
+from fibroclass.data.fields import FieldCache, channel_paths, field_labels
 from fibroclass.data.illumination import (
     DISABLED,
     FieldReader,

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from fibroclass.data.illumination import FieldReader
-from fibroclass.data.preprocess import downsample as downsample_field
 from fibroclass.errors import FibroclassError
 from fibroclass.io.images import read_field
+from fibroclass.measure.resample import downsample as downsample_field
 from fibroclass.schema import PLATE, ROLE, ROLE_TO_LABEL, SITE, WELL, path_col
 
 
@@ -87,17 +87,3 @@ class FieldCache:
             self.get(i)
 
 
-def make_field_cache(
-    paths: Sequence[Sequence[str]],
-    downsample: int = 1,
-    cache_dir: str | None = None,
-    reader: FieldReader | None = None,
-) -> FieldCache:
-    """In-memory `FieldCache`, or the on-disk memory-mapped cache under `cache_dir` when given."""
-    if not cache_dir:
-        return FieldCache(paths, downsample, reader)
-    from fibroclass.data.cache import MemmapFieldCache  # noqa: PLC0415 - cache imports this module
-
-    cache = MemmapFieldCache(paths, downsample, cache_dir)
-    cache.reader = reader
-    return cache

@@ -13,7 +13,7 @@ What the optics add is estimated from each plate's own fields, once per plate an
    linearly so that `low -> low_target` and `high -> high_target`.
 
 `FieldReader` applies bit depth, flat-field, pixel-size resampling (io.pixels) and normalization to one
-field of an index: training (`data.fields.FieldCache`) and scoring (`scoring.inference`) both read through
+field of an index: training (`data.fields.FieldCache`) and scoring (`scoring.fields.inference`) both read through
 it, with the settings saved in `ModelSpec.extra["illumination"]`. `PlateCorrections.save` writes the
 estimates (`.npz`) that the training run and every scoring run keep. numpy/scipy only (no torch).
 """
@@ -34,9 +34,10 @@ import pandas as pd
 from fibroclass.errors import FibroclassError
 from fibroclass.io.images import read_field
 from fibroclass.io.pixels import field_bit_depth, known_size, rescale_to_pixel_size
+from fibroclass.measure.flatfield import estimate_flatfield, evaluate_surface, grid_means, n_terms
 from fibroclass.schema import BIT_DEPTH, PIXEL_SIZE, PLATE, ROLE, SKIP_REASON, path_col
+from fibroclass.settings import check_keys
 
-TRIM = 0.05  # fraction of field ranks cut at each end when estimating the flat-field (debris, empty fields)
 ILLUMINATION_FILE = "illumination.npz"  # estimates kept with a training run / per scored plate
 PREVIEW = 64  # side of the flat-field images stored in the .npz (the polynomial is stored exactly)
 
@@ -83,10 +84,7 @@ class IlluminationSettings:
         """Settings from `ModelSpec.extra["illumination"]`; None (models trained without it) = disabled."""
         if d is None:
             return DISABLED
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise FibroclassError(f"illumination settings have unknown key(s) {sorted(unknown)}")
+        check_keys(d, {f.name for f in fields(cls)}, "illumination settings")
         kwargs = dict(d)
         if "control_roles" in kwargs:
             kwargs["control_roles"] = tuple(kwargs["control_roles"])
@@ -94,59 +92,6 @@ class IlluminationSettings:
 
 
 DISABLED = IlluminationSettings(flatfield=False, normalize=False)
-
-
-# -- flat-field surface ------------------------------------------------------------------------------
-def _terms(degree: int) -> list[tuple[int, int]]:
-    return [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]
-
-
-def _design(yy: np.ndarray, xx: np.ndarray, degree: int) -> np.ndarray:
-    return np.stack([(xx**i) * (yy**j) for i, j in _terms(degree)], axis=-1)
-
-
-def _coords(n: int) -> np.ndarray:
-    """Normalized [-1, 1] coordinates of the centres of n cells/pixels along one axis."""
-    return (np.arange(n, dtype=np.float64) + 0.5) / n * 2.0 - 1.0
-
-
-def evaluate_surface(coef: np.ndarray, degree: int, shape: tuple[int, int]) -> np.ndarray:
-    """A polynomial surface (coefficients of `_terms(degree)`) on an (H, W) pixel grid, float32."""
-    h, w = shape
-    yy, xx = _coords(h)[:, None], _coords(w)[None, :]
-    out = np.zeros((h, w), dtype=np.float64)
-    for c, (i, j) in zip(coef, _terms(degree), strict=True):
-        out += c * (xx**i) * (yy**j)
-    return out.astype(np.float32)
-
-
-def fit_surface(values: np.ndarray, degree: int, iterations: int = 3) -> np.ndarray:
-    """Robust least-squares polynomial fit of a (g, g) grid (cells farther than 3 MADs are dropped)."""
-    g_h, g_w = values.shape
-    yy, xx = np.meshgrid(_coords(g_h), _coords(g_w), indexing="ij")
-    a = _design(yy.ravel(), xx.ravel(), degree)
-    v = values.ravel().astype(np.float64)
-    keep = np.isfinite(v)
-    coef = np.zeros(a.shape[1])
-    for _ in range(iterations):
-        coef, *_ = np.linalg.lstsq(a[keep], v[keep], rcond=None)
-        resid = v - a @ coef
-        mad = np.median(np.abs(resid[keep])) * 1.4826
-        if mad <= 0:
-            break
-        keep = np.isfinite(v) & (np.abs(resid) <= 3 * mad)
-    return coef
-
-
-def grid_means(plane: np.ndarray, grid: int) -> np.ndarray:
-    """Mean of each of grid x grid cells of an (H, W) plane (cells as equal as the size allows)."""
-    h, w = plane.shape
-    gh, gw = min(grid, h), min(grid, w)
-    rows = np.linspace(0, h, gh + 1).astype(int)
-    cols = np.linspace(0, w, gw + 1).astype(int)
-    sums = np.add.reduceat(np.add.reduceat(plane.astype(np.float64), rows[:-1], axis=0), cols[:-1], axis=1)
-    counts = np.diff(rows)[:, None] * np.diff(cols)[None, :]
-    return sums / counts
 
 
 @dataclass
@@ -190,7 +135,7 @@ class PlateCorrection:
 
 
 def _identity(plate: str, n_channels: int, degree: int) -> PlateCorrection:
-    coef = np.zeros((n_channels, len(_terms(degree))))
+    coef = np.zeros((n_channels, n_terms(degree)))
     coef[:, 0] = 1.0
     nan = np.full(n_channels, np.nan)
     return PlateCorrection(plate, degree, coef, np.zeros(n_channels), nan, nan.copy())
@@ -200,42 +145,6 @@ def _spread(n: int, k: int) -> list[int]:
     if n <= k:
         return list(range(n))
     return sorted({int(round(i)) for i in np.linspace(0, n - 1, k)})
-
-
-def estimate_flatfield(grids: np.ndarray, degree: int, trim: float = TRIM) -> tuple[np.ndarray, np.ndarray]:
-    """Flat-field coefficients (C, terms) and dark levels (C,) from (n_fields, C, g, g) grid means.
-
-    Per cell, the values of all fields sorted (ranks `trim` from either end dropped: debris, empty fields)
-    are regressed on the cell-averaged sorted curve: with `x = d + F·s`, the slope is `F / mean(F)` whatever
-    `d`, and the intercept is `d·(1 - slope)`.
-    """
-    n, n_c = grids.shape[:2]
-    cut = int(n * trim) if n - 2 * int(n * trim) >= 3 else 0
-    coefs, darks = [], []
-    for c in range(n_c):
-        shape = grids.shape[2:]
-        ranked = np.sort(grids[:, c].reshape(n, -1).astype(np.float64), axis=0)[cut : n - cut]
-        ref = ranked.mean(axis=1)
-        ref_c = ref - ref.mean()
-        if not np.isfinite(ranked).all() or float(ref_c @ ref_c) <= 0:
-            coef = np.zeros(len(_terms(degree)))
-            coef[0] = 1.0
-            coefs.append(coef)
-            darks.append(0.0)
-            continue
-        slopes = ref_c @ (ranked - ranked.mean(axis=0)) / float(ref_c @ ref_c)
-        coef = fit_surface(slopes.reshape(shape), degree)
-        surface = evaluate_surface(coef, degree, shape).astype(np.float64).ravel()
-        coef = coef / surface.mean()
-        flat = surface / surface.mean()
-        away = 1.0 - flat
-        dark = 0.0
-        if float(away @ away) / away.size > 0.05**2:  # enough fall-off to separate the offset from the signal
-            intercepts = ranked.mean(axis=0) - flat * ref.mean()
-            dark = float(np.clip((intercepts @ away) / (away @ away), 0.0, ranked[0].min()))
-        coefs.append(coef)
-        darks.append(dark)
-    return np.stack(coefs), np.asarray(darks)
 
 
 class PlateCorrections:

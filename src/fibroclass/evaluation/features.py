@@ -1,7 +1,7 @@
 """Organization feature table of a field index: the classical co-readout per field (no torch).
 
 Each field's actin (and nuclei) plane is read at full resolution and measured with
-`fibroclass.organization.field_organization`; the result keeps the index's row index so it lines up
+`fibroclass.measure.organization.field_organization`; the result keeps the index's row index so it lines up
 with predictions. `BASELINE_FEATURES` are the columns the classical baseline uses (the absolute
 orientation is left out: it says where the fibres point, not how aligned they are).
 """
@@ -13,9 +13,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from fibroclass import organization as org
 from fibroclass.errors import FibroclassError
 from fibroclass.io.images import read_plane
+from fibroclass.measure import organization as org
 from fibroclass.schema import BIT_DEPTH, FIELD_KEYS, path_col
 
 ORG_COLUMNS = (*org.ACTIN_KEYS, *org.NUCLEI_KEYS)

@@ -11,7 +11,7 @@ Each `path_<channel>` entry of a field index is a *locator* of one 2-D plane:
   image's `multiscales` metadata, else `(t)(c)(z)yx` by dimensionality).
 - `A|B|C`: the maximum projection of several such planes (a Z-stack stored one file per plane).
 
-Integer pixels are scaled by their bit depth (`io.pixels.scale_to_unit`): the field index records one per
+Integer pixels are scaled by their bit depth (`io.bitdepth.scale_to_unit`): the field index records one per
 plate (`bit_depth` column), so 12-bit data stored as uint16 is divided by 4095, not 65535.
 """
 
@@ -28,7 +28,7 @@ import numpy as np
 import tifffile
 
 from fibroclass.errors import FibroclassError
-from fibroclass.io.pixels import scale_to_unit as _scale
+from fibroclass.io.bitdepth import scale_to_unit
 
 _FRAGMENT = re.compile(r"(?:[a-z]+=[A-Za-z0-9_.-]+)(?:&[a-z]+=[A-Za-z0-9_.-]+)*")
 _KEYS = ("page", "c", "z", "t")
@@ -201,11 +201,6 @@ def read_raw(locator: str | Path) -> np.ndarray:
     if len(shapes) != 1:
         raise FibroclassError(f"planes of projection {text} differ in shape {sorted(shapes)}")
     return planes[0] if len(planes) == 1 else np.max(np.stack(planes), axis=0)
-
-
-def scale_to_unit(arr: np.ndarray, bit_depth: int | None = None) -> np.ndarray:
-    """Scale integer data to [0, 1] by its bit depth (default: its dtype range); floats pass through."""
-    return _scale(arr, bit_depth)
 
 
 def check_pixels(arr: np.ndarray, name: str) -> np.ndarray:

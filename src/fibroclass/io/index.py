@@ -22,12 +22,10 @@ from fibroclass.schema import (
     PM_PLATE,
     PM_WELL,
     ROLE,
-    ROW,
     SITE,
     WELL,
 )
 
-KEY_COLUMNS = (PLATE, WELL, ROW, COL, SITE)
 INDEX_REQUIRED = (*FIELD_KEYS, ROLE, COMPOUND, CONC)
 MAX_LISTED = 10
 

@@ -26,8 +26,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import nn
 
-from fibroclass.data.preprocess import downsample, tile_field
+from fibroclass.data.preprocess import tile_field
 from fibroclass.errors import FibroclassError
+from fibroclass.measure.resample import downsample
 
 Target = Literal["predicted", "disease", "healthy"]
 

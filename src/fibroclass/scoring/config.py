@@ -1,17 +1,150 @@
-"""Scoring configuration (`configs/score/*.yaml`): discovery, control queries, QC thresholds, inference."""
+"""Scoring configuration: one typed tree that the YAML files, the CLI options and the library go through.
+
+`ScoreConfig` holds discovery, control queries, plate QC, inference and report settings, and `readout`, a
+`ReadoutSettings` of typed sections (`field_qc`, `nuclei`, `offtarget`, `dose_response`, `calls`,
+`organization`). YAML (`configs/score/*.yaml`, `include:` merged first) is read by `load_score_config`,
+parsed strictly by `config_from_dict` (an unknown key is an error naming it); CLI options and library
+callers change it with `ScoreConfig.with_overrides(**{attribute: value})`, which validates the same way.
+`SCORE_OPTIONS` lists the attributes `fibroclass score` exposes as options (declared once, here).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
+from fibroclass.configs import resolve_config
 from fibroclass.errors import FibroclassError
 from fibroclass.io.formats.stacks import check_z
+from fibroclass.measure.field_qc import FieldQCParams
+from fibroclass.measure.nuclei import NucleiParams
+from fibroclass.measure.organization import ORG_COHERENCY, ORG_PREFIX
+from fibroclass.settings import Section, check_keys
 
 
+# -- readout sections ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OffTargetParams(Section):
+    """The `offtarget` section of `configs/score/readout.yaml`."""
+
+    SECTION: ClassVar[str] = "offtarget"
+
+    z_min: float = 3.0
+    min_spread_frac: float = 0.05
+
+
+@dataclass(frozen=True)
+class CallParams(Section):
+    """The `calls` section of `configs/score/readout.yaml` (+ `offtarget.z_min`)."""
+
+    SECTION: ClassVar[str] = "calls"
+
+    viability_min_pct: float = 70.0
+    toxic_min_doses: int = 1
+    offtarget_z_min: float = 3.0
+    hit_rescue_pct: float = 50.0
+    active_rescue_pct: float = 25.0
+    hit_min_active_doses: int = 2
+    hit_min_r2: float = 0.5
+    hit_min_spearman: float = 0.6
+    ontarget_min_pct: float = 25.0
+    inactive_max_rescue_pct: float = 25.0
+
+
+@dataclass(frozen=True)
+class OrganizationParams(Section):
+    """The `organization` section: the organization co-readout against the CNN (configs/score/default.yaml)."""
+
+    SECTION: ClassVar[str] = "organization"
+
+    feature: str = ORG_COHERENCY  # org_* column whose well mean is normalized to the controls
+    min_rho: float = 0.5  # plate warning below this Spearman ρ (CNN rescue vs organization rescue)
+    disagree_z: float = 3.0  # well flag / no confirmation when |discordance z| reaches this
+    min_separation: float = 2.0  # controls must differ by this many pooled SDs on `feature`
+    min_spread_pct: float = 5.0  # floor (% points) on the control spreads used for the z-scores
+    confirm_offtarget: bool = True  # a confirmed rescue explains the embedding's orthogonal residual
+    max_side: int = 512  # fields larger than this (px) are block-mean downsampled for the org_* features
+
+    def __post_init__(self) -> None:
+        if not str(self.feature).startswith(ORG_PREFIX):
+            raise FibroclassError(f"organization.feature must name an org_* column, got {self.feature!r}")
+
+
+@dataclass(frozen=True)
+class DoseResponseParams(Section):
+    """The `dose_response` section of `configs/score/readout.yaml` (documented there)."""
+
+    SECTION: ClassVar[str] = "dose_response"
+
+    n_boot: int = 200
+    seed: int = 0
+    ci_level: float = 0.95
+    hill_min: float = 0.3
+    hill_max: float = 5.0
+    bottom_min: float = -30.0
+    bottom_max: float = 30.0
+    top_min: float = -100.0
+    top_max: float = 200.0
+    top_reference: float | None = 100.0
+    top_prior_sd: float | None = 50.0
+    ec50_margin_decades: float = 1.0
+    min_doses: int = 4
+    flat_min_amplitude: float = 15.0
+    flat_p_value: float = 0.05
+    viability_min_pct: float = 70.0
+
+
+@dataclass(frozen=True)
+class ReadoutSettings:
+    """Every readout section, typed (the readout keys of a score config; `configs/score/readout.yaml`)."""
+
+    field_qc: FieldQCParams = field(default_factory=FieldQCParams)
+    nuclei: NucleiParams = field(default_factory=NucleiParams)
+    offtarget: OffTargetParams = field(default_factory=OffTargetParams)
+    dose_response: DoseResponseParams = field(default_factory=DoseResponseParams)
+    calls: CallParams = field(default_factory=CallParams)
+    organization: OrganizationParams = field(default_factory=OrganizationParams)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping | None, source: str = "score config") -> ReadoutSettings:
+        """Strict: unknown sections or keys are errors naming `source`. `calls.offtarget_z_min` defaults to
+        `offtarget.z_min`, `dose_response.viability_min_pct` to `calls.viability_min_pct`."""
+        raw = dict(raw or {})
+        try:
+            check_keys(raw, READOUT_SECTIONS, f"{source} (readout sections)")
+            for name, value in raw.items():
+                if value is not None and not isinstance(value, Mapping):
+                    raise FibroclassError(f"section '{name}' must be a mapping")
+            sections = {name: dict(raw.get(name) or {}) for name in READOUT_SECTIONS}
+            off = OffTargetParams.from_dict(sections["offtarget"])
+            sections["calls"].setdefault("offtarget_z_min", off.z_min)
+            calls = CallParams.from_dict(sections["calls"])
+            sections["dose_response"].setdefault("viability_min_pct", calls.viability_min_pct)
+            return cls(
+                field_qc=FieldQCParams.from_dict(sections["field_qc"]),
+                nuclei=NucleiParams.from_dict(sections["nuclei"]),
+                offtarget=off,
+                dose_response=DoseResponseParams.from_dict(sections["dose_response"]),
+                calls=calls,
+                organization=OrganizationParams.from_dict(sections["organization"]),
+            )
+        except FibroclassError as exc:
+            text = str(exc)
+            raise FibroclassError(text if text.startswith(source) else f"{source}: {text}") from exc
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Every section with every key (defaults filled in): `from_dict(to_dict())` is the same."""
+        return {f.name: asdict(getattr(self, f.name)) for f in fields(self)}
+
+
+READOUT_SECTIONS = tuple(f.name for f in fields(ReadoutSettings))
+
+
+# -- the score config ----------------------------------------------------------------------------------
 def _default_channels() -> dict[str, str]:
     return {"w1": "actin", "w2": "nuclei", "ch1": "actin", "ch2": "nuclei"}
 
@@ -40,14 +173,29 @@ class ScoreConfig:
     precision: str = "auto"  # auto (bf16 autocast on CUDA), fp32 or bf16
     compile: bool = False  # torch.compile the model forward
     chunk_fields: int = 256  # fields per resumable part written to <out>/parts/
-    readout: dict[str, Any] = field(default_factory=dict)  # field_qc, nuclei, ... sections (readout.yaml)
+    readout: ReadoutSettings = field(default_factory=ReadoutSettings)  # a mapping of sections is parsed
     report: bool = True  # write report.html (+ plots/)
     report_gradcam: bool = True  # Grad-CAM overlays of the montage fields in the report
 
     def __post_init__(self) -> None:
+        if not isinstance(self.readout, ReadoutSettings):
+            self.readout = ReadoutSettings.from_dict(self.readout)
         missing = {"healthy", "disease"} - set(self.controls)
         if missing:
             raise FibroclassError(f"score config: controls must define {sorted(missing)} queries")
+        for name, kind in _NUMBERS.items():
+            try:
+                setattr(self, name, kind(getattr(self, name)))
+            except (TypeError, ValueError) as exc:
+                raise FibroclassError(
+                    f"score config: '{name}' must be a number, got {getattr(self, name)!r}"
+                ) from exc
+        for name in ("channels", "controls", "platemap_columns"):
+            value = getattr(self, name)
+            if value is None:
+                setattr(self, name, {})
+            elif not isinstance(value, dict):
+                raise FibroclassError(f"score config: '{name}' must be a mapping, got {value!r}")
         if self.batch_size < 1:
             raise FibroclassError(f"score config: inference.batch_size must be >= 1, got {self.batch_size}")
         if self.num_workers < 0:
@@ -65,15 +213,27 @@ class ScoreConfig:
             raise FibroclassError(
                 f"score config: inference.chunk_fields must be >= 1, got {self.chunk_fields}"
             )
-        # Unknown or mistyped readout keys fail here; stored with every default filled in (provenance).
-        self.readout = self.readout_settings().to_dict()
 
-    def readout_settings(self):  # noqa: ANN201 - scoring.readout.ReadoutSettings (imported lazily)
-        """The parsed readout sections (field QC, nuclei, off-target, dose response, calls, organization)."""
-        from fibroclass.scoring.readout import ReadoutSettings
+    def with_overrides(self, **overrides: Any) -> ScoreConfig:
+        """A copy with the given attributes replaced (None = keep), validated like a config file."""
+        check_keys(overrides, [f.name for f in fields(self)], "score config overrides")
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
-        return ReadoutSettings.from_dict(self.readout)
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (the readout as nested sections), as recorded in run.json."""
+        return {**self.__dict__, "readout": self.readout.to_dict()}
 
+
+_NUMBERS = {"z_prime_min": float, "batch_size": int, "num_workers": int, "chunk_fields": int}
+
+# `fibroclass score` options that override config attributes: option -> (attribute, help). Declared once.
+SCORE_OPTIONS: dict[str, tuple[str, str]] = {
+    "--batch-size": ("batch_size", "Tiles per forward pass (inference.batch_size)."),
+    "--device": ("device", "auto, cpu, cuda or cuda:N (inference.device)."),
+    "--num-workers": ("num_workers", "Field-reading worker processes (inference.num_workers)."),
+    "--precision": ("precision", "auto (bf16 on CUDA), fp32 or bf16 (inference.precision)."),
+    "--compile/--no-compile": ("compile", "torch.compile the model (GPU; slow first batches)."),
+}
 
 # YAML section -> {yaml key: ScoreConfig attribute}; top-level scalars map to themselves.
 _SECTIONS = {
@@ -91,52 +251,29 @@ _SECTIONS = {
     "report": {"enabled": "report", "gradcam": "report_gradcam"},
 }
 _TOP_LEVEL = {"controls", "reference", "compounds"}
-# Whole sections kept in ScoreConfig.readout (configs/score/readout.yaml; `include:` merges files).
-_READOUT = ("field_qc", "nuclei", "offtarget", "dose_response", "calls", "organization")
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "score config") -> ScoreConfig:
     """Build a ScoreConfig from the nested YAML layout; unknown keys are errors naming `source`."""
     kwargs: dict[str, Any] = {}
+    readout: dict[str, Any] = {}
+    check_keys(raw or {}, sorted(_TOP_LEVEL | set(_SECTIONS) | set(READOUT_SECTIONS)), source)
     for key, value in (raw or {}).items():
         if key in _TOP_LEVEL:
             kwargs[key] = value
-        elif key in _READOUT:
-            if value is not None and not isinstance(value, dict):
-                raise FibroclassError(f"{source}: section '{key}' must be a mapping")
-            kwargs.setdefault("readout", {})[key] = dict(value or {})
-        elif key in _SECTIONS:
+        elif key in READOUT_SECTIONS:
+            readout[key] = value
+        else:
             if not isinstance(value, dict):
                 raise FibroclassError(f"{source}: section '{key}' must be a mapping")
-            for sub, sub_value in value.items():
-                if sub not in _SECTIONS[key]:
-                    raise FibroclassError(
-                        f"{source}: unknown key '{key}.{sub}' (known: {sorted(_SECTIONS[key])})"
-                    )
-                kwargs[_SECTIONS[key][sub]] = sub_value
-        else:
-            known = sorted(_TOP_LEVEL | set(_SECTIONS) | set(_READOUT))
-            raise FibroclassError(f"{source}: unknown key '{key}' (known: {known})")
-    for name, kind in (
-        ("z_prime_min", float),
-        ("batch_size", int),
-        ("num_workers", int),
-        ("chunk_fields", int),
-    ):
-        if name in kwargs:
-            try:
-                kwargs[name] = kind(kwargs[name])
-            except (TypeError, ValueError) as exc:
-                raise FibroclassError(f"{source}: '{name}' must be a number, got {kwargs[name]!r}") from exc
-    for name in ("channels", "controls", "platemap_columns"):
-        if name in kwargs and kwargs[name] is None:
-            kwargs[name] = {}
-        if name in kwargs and not isinstance(kwargs[name], dict):
-            raise FibroclassError(f"{source}: '{name}' must be a mapping, got {kwargs[name]!r}")
-    from fibroclass.scoring.readout import ReadoutSettings
-
-    ReadoutSettings.from_dict(kwargs.get("readout"), source)  # errors name the config file
-    return ScoreConfig(**kwargs)
+            check_keys(value, _SECTIONS[key], f"{source}, section '{key}'", prefix=f"{key}.")
+            kwargs.update({_SECTIONS[key][sub]: sub_value for sub, sub_value in value.items()})
+    kwargs["readout"] = ReadoutSettings.from_dict(readout, source)
+    try:
+        return ScoreConfig(**kwargs)
+    except FibroclassError as exc:
+        text = str(exc)
+        raise FibroclassError(text.replace("score config", source, 1)) from exc
 
 
 def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -175,11 +312,20 @@ def _with_includes(raw: dict[str, Any], path: Path, seen: tuple[Path, ...] = ())
 
 
 def load_score_config(path: str | Path | None = None) -> ScoreConfig:
-    """Read a score YAML config (`include:` files merged first); None gives the defaults."""
+    """Read a score YAML config (a path or a shipped name such as `default`; `include:` files merged
+    first); None gives the defaults."""
     if path is None:
         return ScoreConfig()
-    path = Path(path)
-    if not path.is_file():
-        raise FibroclassError(f"score config {path} not found")
+    path = resolve_config("score", path)
     raw = _with_includes(_read_yaml(path), path, (path.resolve(),))
     return config_from_dict(raw, source=f"score config {path}")
+
+
+def load_readout_config(path: str | Path) -> ReadoutSettings:
+    """The readout sections of a YAML file (other top-level keys are ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FibroclassError(f"readout config {path} not found")
+    raw = _read_yaml(path)
+    sections = {k: v for k, v in raw.items() if k in READOUT_SECTIONS}
+    return ReadoutSettings.from_dict(sections, source=f"readout config {path}")

@@ -20,6 +20,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,24 @@ def write_outputs(
         ),
     }
     return {name: atomic_write(out / name, write) for name, write in writers.items()}
+
+
+
+@dataclass
+class ScoreResult:
+    """Everything one scoring run produced (the same content as the files in `out_dir`)."""
+
+    out_dir: Path
+    fields: pd.DataFrame
+    field_embeddings: np.ndarray  # read-only memory map of embeddings.npy
+    wells: pd.DataFrame
+    well_embeddings: np.ndarray
+    compounds: pd.DataFrame
+    plate_qc: dict[str, dict]
+    reference_doses: pd.DataFrame  # rescue by dose of the reference compound(s); empty when absent
+    files: dict[str, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    chunks_scored: int = 0  # chunks scored by this call
+    chunks_reused: int = 0  # chunks found done in parts/ (resumed or earlier runs)
+    merged: bool = True  # False when the outputs were already up to date (nothing rewritten)

@@ -137,5 +137,3 @@ def by_name(name: str) -> Compound:
             return c
     raise KeyError(name)
 
-
-REFERENCE_COMPOUND = by_name(REFERENCE)

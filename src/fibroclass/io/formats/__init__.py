@@ -29,6 +29,11 @@ def register_format(fmt: Format, before: str | None = None) -> None:
     FORMATS.update(items)
 
 
+def naming_choices() -> str:
+    """`auto | <each registered format> | custom`: the --naming help of the CLI, from the registry."""
+    return " | ".join(["auto", *FORMATS, "custom"])
+
+
 def get_format(name: str) -> Format:
     """The registered format called `name`."""
     try:

@@ -1,0 +1,77 @@
+"""Post-aggregation screening readout: off-target, organization agreement, 4PL fits and compound calls.
+
+`finish` runs on the normalized well table (rescue %, viability %) and the plate QC verdicts:
+
+1. `add_offtarget`: per plate, each well's shift from the disease-control centroid in the classifier
+   embedding splits into the part along the disease axis (`on_target_pct`) and the orthogonal rest in
+   units of control spread (`offtarget_z`, offtarget.disease_axis_decomposition).
+2. `organization_agreement`: the organization co-readout (`organization.feature`, e.g. actin coherency)
+   normalized to the controls like rescue (`org_rescue_pct`); per plate Spearman ρ across wells vs the
+   CNN rescue (warning below `min_rho`); per well the discordance CNN − organization rescue in units of
+   its spread over the control wells (`org_discordance_z`, flag `org_disagree` when |z| ≥ `disagree_z`).
+3. `offtarget_evidence`: what the calls use (`offtarget_evidence_z`, boolean `offtarget`). Intermediate
+   phenotypes do not lie on the straight line between the control centroids (the rescue path is curved
+   in the embedding), so a rescuing compound's mid doses show an orthogonal residual. Where the
+   organization readout independently confirms the rescue (significant organization rescue, concordant
+   with the CNN rescue), the embedding residual is attributed to that curved path; elsewhere it counts.
+   A CNN rescue the organization readout does not show (positive discordance) counts as well: the
+   classifier reads as rescue a morphology that does not restore the organization phenotype.
+4. `compound_readout`: 4PL per compound at viable doses and calls (scoring.compounds.calls), from the plates that
+   passed QC only; a compound tested only on failed plates keeps its numbers but is not called.
+
+Without a usable organization readout the evidence is the embedding `offtarget_z` alone. Thresholds:
+the readout sections of the score config (configs/score/readout.yaml + `organization` in default.yaml).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fibroclass.schema import OFFTARGET
+from fibroclass.scoring.compounds.calls import compound_readout
+from fibroclass.scoring.compounds.doseresponse import Fit4PL
+from fibroclass.scoring.config import ReadoutSettings
+from fibroclass.scoring.wells.flags import add_flag, flag_wells
+from fibroclass.scoring.wells.normalize import control_roles
+from fibroclass.scoring.wells.offtarget import FLAG_OFFTARGET, add_offtarget, offtarget_evidence
+from fibroclass.scoring.wells.organization import FLAG_ORG_DISAGREE, ORG_DISCORDANCE_Z, organization_agreement
+
+
+@dataclass
+class Readout:
+    """What `finish` adds: wells with readout columns and flags, compounds.csv rows, fits, per-plate notes."""
+
+    wells: pd.DataFrame
+    compounds: pd.DataFrame
+    fits: dict[str, Fit4PL]
+    organization: dict[str, dict]  # plate → agreement summary (also stored in plate_qc.json)
+    warnings: list[str]
+
+
+def finish(
+    wells: pd.DataFrame,
+    well_emb: np.ndarray,
+    plate_qc: Mapping[str, Mapping],
+    controls: Mapping[str, str],
+    compounds_query: str,
+    settings: ReadoutSettings,
+) -> Readout:
+    """Every post-aggregation step on the normalized wells (see the module docstring); sets `flags`."""
+    wells = wells.reset_index(drop=True)
+    roles = control_roles(wells, controls)
+    wells, warnings = add_offtarget(wells, well_emb, roles, settings)
+    wells, organization, org_warnings = organization_agreement(wells, roles, settings)
+    wells = flag_wells(offtarget_evidence(wells, settings), dict(plate_qc))
+    add_flag(wells, wells[OFFTARGET].astype(bool), FLAG_OFFTARGET)
+    if ORG_DISCORDANCE_Z in wells:
+        disagree = wells[ORG_DISCORDANCE_Z].abs() >= settings.organization.disagree_z
+        add_flag(wells, disagree.fillna(False).astype(bool), FLAG_ORG_DISAGREE)
+    compounds, fits = compound_readout(wells, plate_qc, compounds_query, settings)
+    return Readout(wells, compounds, fits, organization, warnings + org_warnings)
+
+
+__all__ = ["Readout", "finish"]
