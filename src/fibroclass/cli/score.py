@@ -187,9 +187,9 @@ def register(app: typer.Typer) -> None:
         Example: fibroclass score plates/P001 --platemap platemap.csv --model models:/fibroclass@champion --out scores/P001
         """
         from fibroclass.progress import show_progress
+        from fibroclass.scoring.config import load_score_config
         from fibroclass.scoring.fields.parts import parse_shard
         from fibroclass.scoring.pipeline import ShardResult
-        from fibroclass.scoring.config import load_score_config
         from fibroclass.scoring.pipeline import score as run_score
         from fibroclass.tracking.models import load_classifier
 
