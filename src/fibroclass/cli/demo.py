@@ -71,7 +71,9 @@ def register(app: typer.Typer) -> None:
         size: int = typer.Option(128, "--size", help="Field size in pixels."),
         fields: int = typer.Option(3, "--fields", help="Fields per well."),
         config: str = typer.Option(
-            "default", "--config", help="Training config: a shipped name (default, gpu_resnet18) or a YAML path."
+            "default",
+            "--config",
+            help="Training config: a shipped name (default, gpu_resnet18) or a YAML path.",
         ),
     ) -> None:
         """Run the whole path on simulated plates on this machine (CPU is fine, ~3-5 min).

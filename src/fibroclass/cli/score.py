@@ -139,7 +139,9 @@ def config_options(command: Callable[..., None]) -> Callable[..., None]:
     for flag, (attr, help_text) in SCORE_OPTIONS.items():
         option = typer.Option(None, flag, help=help_text)
         params.append(
-            inspect.Parameter(attr, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=_TYPES[types[attr]] | None)
+            inspect.Parameter(
+                attr, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=_TYPES[types[attr]] | None
+            )
         )
     command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     return command
@@ -156,7 +158,9 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(..., "--model", help="MLflow model URI, e.g. models:/fibroclass@champion."),
         out: Path = typer.Option(..., "--out", help="Output folder (created; files are replaced)."),
         config: str | None = typer.Option(
-            None, "--config", help="Score config: a YAML path or a shipped name (default = configs/score/default.yaml)."
+            None,
+            "--config",
+            help="Score config: a YAML path or a shipped name (default = configs/score/default.yaml).",
         ),
         trust_pickle: bool = typer.Option(
             False, "--trust-pickle", help="Allow loading a pickled model (only for models you trust)."

@@ -129,7 +129,6 @@ class MemmapFieldCache(FieldCache):
 __all__ = ["MemmapFieldCache"]
 
 
-
 def make_field_cache(
     paths: Sequence[Sequence[str]],
     downsample: int = 1,

@@ -85,5 +85,3 @@ class FieldCache:
         """Decode every field now (before DataLoader workers fork, so they share the pages)."""
         for i in range(len(self)):
             self.get(i)
-
-

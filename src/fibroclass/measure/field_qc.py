@@ -79,7 +79,6 @@ class FieldQCParams(Section):
     nonfinite_max_frac: float = 0.0
 
 
-
 def params_of(config: FieldQCParams | dict | None) -> FieldQCParams:
     return config if isinstance(config, FieldQCParams) else FieldQCParams.from_dict(config)
 
@@ -175,5 +174,3 @@ def field_qc_metrics(
         SATURATED_FRAC: saturated,
         NONFINITE_FRAC: nonfinite,
     }
-
-

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 TRIM = 0.05  # fraction of field ranks cut at each end when estimating the flat-field (debris, empty fields)
+
+
 # -- flat-field surface ------------------------------------------------------------------------------
 def _terms(degree: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]

@@ -38,7 +38,6 @@ class NucleiParams(Section):
     pyknotic_intensity_ratio: float = 1.4  # ... and mean intensity >= this x reference intensity
 
 
-
 @dataclass(frozen=True)
 class NucleiCounts:
     """Nuclei found in one field."""

@@ -1,3 +1,6 @@
+"""Field logits from a classifier: tiles of each field through the model, averaged per field, prepared
+exactly as in training (`data`) and scoring (`data.illumination.FieldReader`).
+"""
 
 from __future__ import annotations
 

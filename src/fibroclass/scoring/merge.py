@@ -1,3 +1,9 @@
+"""Merge: finished chunks of OUT/parts/ → per-plate field QC and well aggregation → cross-plate steps
+(`scoring.finish`) → the run's output files (written atomically, skipped when already up to date).
+
+Plates are read back one at a time in index order, so memory stays flat and a sharded run merges to the same
+files as a single process; `load_outputs` reads a finished run back without recomputing anything.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +38,8 @@ from fibroclass.scoring.wells.normalize import normalize_plates
 from fibroclass.scoring.wells.plate_qc import plate_qc
 
 MERGE_STAMP = "merged.json"
+
+
 # -- merge -------------------------------------------------------------------------------------------------
 class _NpyRows:
     """Writes a (n, d) float32 .npy file by row blocks at arbitrary positions (no memory map, flat RSS)."""

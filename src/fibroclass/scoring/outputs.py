@@ -150,7 +150,6 @@ def write_outputs(
     return {name: atomic_write(out / name, write) for name, write in writers.items()}
 
 
-
 @dataclass
 class ScoreResult:
     """Everything one scoring run produced (the same content as the files in `out_dir`)."""

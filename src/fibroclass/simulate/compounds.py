@@ -136,4 +136,3 @@ def by_name(name: str) -> Compound:
         if c.name == name:
             return c
     raise KeyError(name)
-

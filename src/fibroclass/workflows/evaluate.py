@@ -1,3 +1,6 @@
+"""`fibroclass evaluate model`: a registered model on a split's held-out donors (field logits as in scoring),
+with metrics, plots and a shuffled-label null, logged to MLflow.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +14,9 @@ from fibroclass import schema
 from fibroclass.data.datamodule import FibroDataModule
 from fibroclass.errors import FibroclassError
 from fibroclass.evaluation import lodo
-from fibroclass.evaluation import plots as evplots
 from fibroclass.models.predict import field_logits
 from fibroclass.tracking.runs import end_run, log_folder, log_metrics, start_run
-from fibroclass.workflows.outputs import EXPERIMENT, prediction_rows, write_plots
+from fibroclass.workflows.outputs import EXPERIMENT, prediction_rows, write_evaluation
 
 
 # -- a registered model on a split --------------------------------------------------------------------
@@ -79,13 +81,7 @@ def evaluate_model(
         "temperature": temperature,
     }
     preds.to_csv(out / "fields.csv", index=False)
-    lodo.write_summary(summary, out)
-    write_plots(preds, out, folds=False)
-    shuffled = summary.shuffled
-    evplots.save_figure(
-        evplots.plot_null(shuffled["auroc_null"], float(shuffled["auroc_observed"])),
-        out / "shuffled_null.png",
-    )
+    write_evaluation(summary, preds, out, folds=False)
     run = start_run(
         experiment,
         f"eval {model_uri} on {Path(split).name}:{'+'.join(subsets)}",

@@ -1,3 +1,6 @@
+"""`fibroclass explain`: Grad-CAM of chosen or representative fields of a field index for a registered model
+(composite, heatmap, overlay PNGs and fields.csv).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""`fibroclass evaluate` orchestration: leave-one-pair-out CV of the CNN, evaluation of a registered model,
-and the temperature calibration that ends every `fibroclass train`.
+"""`fibroclass evaluate lodo`: leave-one-pair-out cross-validation of the CNN (one fit per fold) beside the
+classical baselines.
 
 Like `workflows.train` it sits above `tracking` (it trains through `workflows.train.build_cli` and logs to MLflow);
 the analysis itself (folds, per-donor metrics, null, baseline, plots) is in `fibroclass.evaluation`,
@@ -30,7 +30,12 @@ from fibroclass.progress import progress_bar
 from fibroclass.tracking.plots import log_table
 from fibroclass.tracking.runs import end_run, log_folder, log_metrics, set_tags, start_run
 from fibroclass.workflows.calibrate import calibrate_after_fit
-from fibroclass.workflows.outputs import EXPERIMENT, META_COLUMNS, prediction_rows, write_plots
+from fibroclass.workflows.outputs import (
+    EXPERIMENT,
+    META_COLUMNS,
+    prediction_rows,
+    write_evaluation,
+)
 
 # Lightning notices that repeat for every fold and say nothing about the user's data or settings.
 _FOLD_NOISE = (r".*isinstance\(treespec, LeafSpec\)", r"The number of training batches .* logging interval")
@@ -215,13 +220,7 @@ def run_lodo(
             "baselines": {name: lodo.pooled_metrics(t) for name, t in baseline_oofs.items()},
             "fold_runs": fold_runs,
         }
-        lodo.write_summary(summary, out)
-        write_plots(oof, out, folds=True)
-        shuffled = summary.shuffled
-        evplots.save_figure(
-            evplots.plot_null(shuffled["auroc_null"], float(shuffled["auroc_observed"])),
-            out / "shuffled_null.png",
-        )
+        write_evaluation(summary, oof, out, folds=True)
         evplots.save_figure(
             evplots.plot_donor_comparison(summary.comparison, ["cnn", *baselines]), out / "donors.png"
         )
@@ -249,5 +248,3 @@ def run_lodo(
     finally:
         end_run(parent, failed=failed)
     return LodoResult(out, parent, folds, oof, summary, baseline_oofs, fold_runs)
-
-

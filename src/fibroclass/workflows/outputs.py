@@ -1,3 +1,6 @@
+"""Files shared by `fibroclass evaluate lodo` and `evaluate model`: prediction rows, ROC/confusion/reliability
+plots, the summary JSON and the shuffled-label null plot.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from fibroclass.evaluation.calibration import apply_temperature
 
 EXPERIMENT = "fibroclass-evaluate"
 META_COLUMNS = (*schema.FIELD_KEYS, schema.DONOR, schema.ROLE, schema.GENOTYPE)
+
+
 # -- shared outputs -----------------------------------------------------------------------------------
 def write_plots(oof: pd.DataFrame, out: Path, folds: bool) -> list[Path]:
     table = lodo.collapse_repeats(oof)
@@ -39,3 +44,14 @@ def prediction_rows(frame: pd.DataFrame, logits: np.ndarray, temperature: float)
     rows[lodo.TEMPERATURE] = temperature
     rows[schema.P_DISEASE] = apply_temperature(logits, temperature)
     return rows
+
+
+def write_evaluation(summary: lodo.CVSummary, predictions: pd.DataFrame, out: Path, folds: bool) -> None:
+    """summary.json, the ROC/confusion/reliability plots and the shuffled-label null plot into `out`."""
+    lodo.write_summary(summary, out)
+    write_plots(predictions, out, folds=folds)
+    shuffled = summary.shuffled
+    evplots.save_figure(
+        evplots.plot_null(shuffled["auroc_null"], float(shuffled["auroc_observed"])),
+        out / "shuffled_null.png",
+    )

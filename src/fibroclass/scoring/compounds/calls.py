@@ -210,6 +210,7 @@ def call_compounds(
         )
     return pd.DataFrame(rows, columns=list(CALL_COLUMNS))
 
+
 NOT_CALLED = "not called: plate(s) {plates} failed QC"
 
 

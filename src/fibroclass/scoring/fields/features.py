@@ -37,7 +37,6 @@ from fibroclass.scoring.config import ReadoutSettings
 FieldFeature = Callable[[np.ndarray, Sequence[str]], Mapping[str, Any]]
 
 
-
 def feature_id(fn: FieldFeature) -> str:
     """Stable identity of a feature: its `feature_id` attribute, a partial's function and arguments,
     a function's qualified name, or the repr of a callable object (e.g. a dataclass with parameters)."""

@@ -219,8 +219,6 @@ def field_paths(index: pd.DataFrame, channels: Sequence[str]) -> list[list[str]]
     return [[p if isinstance(p, str) else "" for p in row] for row in index[cols].itertuples(index=False)]
 
 
-
-
 def make_loader(dataset: FieldTiles, num_workers: int, pin_memory: bool) -> DataLoader:
     """In-order loader of single fields; workers decode ahead (4 fields each) while the model runs."""
     return DataLoader(

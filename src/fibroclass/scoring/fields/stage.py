@@ -1,3 +1,6 @@
+"""The field stage of scoring: decode in reader workers, run the field features and the model, and write
+each plate chunk to OUT/parts/ as soon as its fields are all scored (resumable).
+"""
 
 from __future__ import annotations
 

@@ -145,6 +145,7 @@ def normalize_plates(
     wells[VIABILITY_PCT] = viability
     return wells, stats
 
+
 # -- steps ------------------------------------------------------------------------------------------------
 def control_roles(wells: pd.DataFrame, controls: Mapping[str, str]) -> pd.Series:
     """`healthy` / `disease` for the wells matching the config's control queries, else the well's role."""

@@ -96,6 +96,7 @@ def disease_axis_decomposition(
     out[OFFTARGET] = np.nan_to_num(out[OFFTARGET_Z].to_numpy(), nan=-np.inf) > offtarget_z_min
     return out
 
+
 OFFTARGET_EVIDENCE_Z = "offtarget_evidence_z"  # well: off-target evidence used by the calls
 FLAG_OFFTARGET = "off_target"  # well flag: offtarget_evidence_z ≥ offtarget.z_min
 

@@ -1,3 +1,6 @@
+"""Organization agreement per plate: the actin-organization co-readout normalized to the controls like rescue
+(`org_rescue_pct`), its rank agreement with the CNN rescue, and per-well discordance (`org_discordance_z`).
+"""
 
 from __future__ import annotations
 
