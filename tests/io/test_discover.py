@@ -24,7 +24,7 @@ def test_imagexpress_folder_of_plate_folders(tmp_path: Path) -> None:
     write_tif(tmp_path / "P1" / f"P1_A01_s1_w1_thumb{UUID}.tif")
     res = discover_fields(tmp_path)
     df = res.fields
-    assert list(df.columns) == KEYS + ["path_actin", "path_nuclei", "bit_depth", "pixel_size_um"]
+    assert list(df.columns) == KEYS + ["path_actin", "path_nuclei", "megapixels", "bit_depth", "pixel_size_um"]
     assert df[KEYS].values.tolist() == [
         ["P1", "A01", "A", 1, 1],
         ["P1", "A01", "A", 1, 2],

@@ -28,7 +28,7 @@ def test_join_columns_order_and_warnings(tmp_path: Path) -> None:
     df = res.index
     assert list(df.columns) == [
         "Metadata_Plate", "Metadata_Well", "Metadata_Row", "Metadata_Col", "Metadata_Site",
-        "path_actin", "path_nuclei", "bit_depth", "pixel_size_um",
+        "path_actin", "path_nuclei", "megapixels", "bit_depth", "pixel_size_um",
         "role", "compound", "concentration_uM", "donor", "genotype", "batch",
     ]  # fmt: skip
     assert df[["Metadata_Well", "Metadata_Site", "role", "donor"]].values.tolist() == [

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from fibroclass.errors import FibroclassError
+from fibroclass.io.headers import MEGAPIXELS, approved_pixels
 from fibroclass.io.images import read_field
 from fibroclass.io.pixels import field_bit_depth, known_size, rescale_to_pixel_size
 from fibroclass.measure.flatfield import estimate_flatfield, evaluate_surface, grid_means, n_terms
@@ -206,7 +207,7 @@ class PlateCorrections:
 
     def _read_raw(self, row: pd.Series) -> np.ndarray:
         paths = [str(row[path_col(c)]) for c in self.channels]
-        return read_field(paths, field_bit_depth(row.get(BIT_DEPTH)))
+        return read_field(paths, field_bit_depth(row.get(BIT_DEPTH)), approved_pixels(row.get(MEGAPIXELS)))
 
     def _estimate_plate(self, plate: str, grp: pd.DataFrame) -> PlateCorrection:
         s = self.settings
@@ -214,6 +215,8 @@ class PlateCorrections:
         if not s.enabled:
             return corr
         rows = grp.reset_index(drop=True)
+        if SKIP_REASON in rows.columns:  # missing-channel and oversize fields are never read for estimates
+            rows = rows[rows[SKIP_REASON].fillna("").astype(str) == ""].reset_index(drop=True)
         if s.flatfield:
             grids, failed = [], 0
             for i in _spread(len(rows), s.max_fields):
@@ -378,6 +381,8 @@ class FieldReader:
         self.pixel_sizes = list(frame.get(PIXEL_SIZE, pd.Series([np.nan] * len(frame))))
         skip = frame[SKIP_REASON] if SKIP_REASON in frame.columns else pd.Series("", index=frame.index)
         self.skip_reasons = [v if isinstance(v, str) else "" for v in skip]
+        sizes = frame[MEGAPIXELS] if MEGAPIXELS in frame.columns else pd.Series(np.nan, index=frame.index)
+        self.max_pixels = [approved_pixels(v) for v in sizes]  # decode at most what the index approved
         self.corrections = corrections
 
     def __len__(self) -> int:
@@ -401,7 +406,7 @@ class FieldReader:
 
     def raw(self, i: int) -> np.ndarray:
         """Field i as stored, scaled to [0, 1] by its plate's bit depth (for QC and other readouts)."""
-        return read_field(self.paths[i], self.bit_depths[i])
+        return read_field(self.paths[i], self.bit_depths[i], self.max_pixels[i])
 
     def correct(self, i: int, img: np.ndarray) -> np.ndarray:
         """The model's view of field i given its `raw` pixels."""

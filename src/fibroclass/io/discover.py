@@ -14,6 +14,7 @@ from fibroclass.errors import FibroclassError
 from fibroclass.io.formats import FORMATS, Format, ImageFile, RegexFormat, get_format
 from fibroclass.io.formats.base import examples, image_names
 from fibroclass.io.formats.stacks import ZChoice, check_z, with_z
+from fibroclass.io.headers import check_field_sizes
 from fibroclass.io.pixels import annotate_fields
 from fibroclass.io.wells import well_row_col, well_sort_key
 from fibroclass.schema import COL, PLATE, ROW, SITE, SKIP_REASON, WELL, path_col
@@ -145,6 +146,7 @@ def discover_fields(
     pattern: str | None = None,
     z: ZChoice = "max",
     keep_incomplete: bool = False,
+    max_megapixels: float | None = None,
 ) -> DiscoveryResult:
     """Find every field under `roots` (each a plate folder, a folder of plate folders, or a flat export).
 
@@ -155,8 +157,10 @@ def discover_fields(
     `z`: Z-stacks become their maximum projection ("max") or plane `z` (1-based). Fields missing a
     channel, duplicate files and unparseable TIFFs are listed in `.problems` and left out of `.fields`;
     with `keep_incomplete` (scoring) fields missing a channel or holding several files for one are kept,
-    with "" for those paths and the problem in `skip_reason`. Raises FibroclassError when a root is missing, holds no TIFFs
-    at all, or no complete field is found.
+    with "" for those paths and the problem in `skip_reason`. Every file's header is read before any pixel
+    (`io.headers.check_field_sizes`): a field over `max_megapixels` per plane (default 64), or wildly larger
+    than its plate's fields, is `oversize` (kept flagged with `keep_incomplete`, else left out) and never
+    decoded. Raises FibroclassError when a root is missing, holds no TIFFs at all, or no complete field is found.
     """
     if isinstance(roots, (str, Path)):
         roots = [roots]
@@ -175,6 +179,9 @@ def discover_fields(
         files.extend(_scan_root(root, naming, custom, result, check_z(z)))
     files = list({f.path: f for f in files}.values())  # overlapping roots find a file twice
     result.fields = _assemble(files, cmap, result.problems, keep_incomplete)
+    if not result.fields.empty:  # headers first: an oversize field is never decoded (io.headers)
+        result.fields, notes = check_field_sizes(result.fields, max_megapixels, keep=keep_incomplete)
+        result.problems.extend(notes)
     if not result.fields.empty:  # bit depth per plate, pixel size per field (io.pixels)
         result.fields, notes = annotate_fields(result.fields, {f.path: f for f in files})
         result.problems.extend(notes)

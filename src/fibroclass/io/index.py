@@ -74,6 +74,7 @@ def build_index(
     pattern: str | None = None,
     z: str | int = "max",
     lenient: bool = False,
+    max_megapixels: float | None = None,
 ) -> IndexResult:
     """Discover fields under `roots` (see `discover_fields`) and join them with the plate map on (plate, well).
 
@@ -85,10 +86,17 @@ def build_index(
     `lenient` (scoring: one bad well must not stop a screen): plate-map rows that cannot be used (invalid
     well, role or concentration; a well listed twice with different values) are left out with a warning
     instead of raising, and fields missing a channel file stay in the index with a `skip_reason`.
+    `max_megapixels`: the per-plane cap above which a field is `oversize` (see `discover_fields`).
     """
     platemap_path = Path(platemap_path)
     disc = discover_fields(
-        roots, naming=naming, channel_map=channel_map, pattern=pattern, z=z, keep_incomplete=lenient
+        roots,
+        naming=naming,
+        channel_map=channel_map,
+        pattern=pattern,
+        z=z,
+        keep_incomplete=lenient,
+        max_megapixels=max_megapixels,
     )
     fields = disc.fields
     warnings = [f"discovery: {p}" for p in disc.problems]

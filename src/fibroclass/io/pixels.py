@@ -22,7 +22,7 @@ import pandas as pd
 from fibroclass.errors import FibroclassError
 from fibroclass.io.bitdepth import BIT_DEPTHS, bit_depth_from_max
 from fibroclass.io.images import check_pixels, read_raw
-from fibroclass.schema import BIT_DEPTH, PIXEL_SIZE, PLATE
+from fibroclass.schema import BIT_DEPTH, PIXEL_SIZE, PLATE, SKIP_REASON
 
 DETECT_FIELDS = 16  # fields per plate whose planes are read to detect the bit depth
 RESCALE_TOLERANCE = 0.01  # relative pixel-size difference below which fields are not resampled
@@ -78,8 +78,9 @@ def annotate_fields(
             if len(declared) > 1:
                 notes.append(f"plate {plate}: files declare bit depths {sorted(declared)}; using {depth}")
         else:
-            rows = _sample_rows(len(grp), sample)
-            locs = [grp[c].iat[r] for r in rows for c in channels]
+            usable = grp[grp[SKIP_REASON] == ""] if SKIP_REASON in grp else grp  # never decode oversize fields
+            rows = _sample_rows(len(usable), sample)
+            locs = [usable[c].iat[r] for r in rows for c in channels]
             try:
                 depth = detect_bit_depth(locs) or 0
             except Exception as exc:  # noqa: BLE001 - an unreadable file must not stop indexing

@@ -20,6 +20,7 @@ import yaml
 from fibroclass.configs import resolve_config
 from fibroclass.errors import FibroclassError
 from fibroclass.io.formats.stacks import check_z
+from fibroclass.io.images import DEFAULT_MAX_MEGAPIXELS
 from fibroclass.measure.field_qc import FieldQCParams
 from fibroclass.measure.nuclei import NucleiParams
 from fibroclass.measure.organization import ORG_COHERENCY, ORG_PREFIX
@@ -160,6 +161,7 @@ class ScoreConfig:
     naming: str = "auto"
     pattern: str | None = None
     z: str | int = "max"  # Z-stacks: maximum projection, or a 1-based plane number
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS  # larger planes (per file header) are flagged oversize
     channels: dict[str, str] = field(default_factory=_default_channels)
     platemap_columns: dict[str, str] = field(default_factory=dict)
     controls: dict[str, str] = field(default_factory=_default_controls)
@@ -209,6 +211,10 @@ class ScoreConfig:
             raise FibroclassError(
                 f"score config: qc.z_prime_scale must be probability or score, got {self.z_prime_scale!r}"
             )
+        if not self.max_megapixels > 0:
+            raise FibroclassError(
+                f"score config: discovery.max_megapixels must be > 0, got {self.max_megapixels}"
+            )
         if self.chunk_fields < 1:
             raise FibroclassError(
                 f"score config: inference.chunk_fields must be >= 1, got {self.chunk_fields}"
@@ -224,7 +230,13 @@ class ScoreConfig:
         return {**self.__dict__, "readout": self.readout.to_dict()}
 
 
-_NUMBERS = {"z_prime_min": float, "batch_size": int, "num_workers": int, "chunk_fields": int}
+_NUMBERS = {
+    "z_prime_min": float,
+    "batch_size": int,
+    "num_workers": int,
+    "chunk_fields": int,
+    "max_megapixels": float,
+}
 
 # `fibroclass score` options that override config attributes: option -> (attribute, help). Declared once.
 SCORE_OPTIONS: dict[str, tuple[str, str]] = {
@@ -237,7 +249,13 @@ SCORE_OPTIONS: dict[str, tuple[str, str]] = {
 
 # YAML section -> {yaml key: ScoreConfig attribute}; top-level scalars map to themselves.
 _SECTIONS = {
-    "discovery": {"naming": "naming", "pattern": "pattern", "channels": "channels", "z": "z"},
+    "discovery": {
+        "naming": "naming",
+        "pattern": "pattern",
+        "channels": "channels",
+        "z": "z",
+        "max_megapixels": "max_megapixels",
+    },
     "platemap": {"columns": "platemap_columns"},
     "qc": {"z_prime_min": "z_prime_min", "z_prime_scale": "z_prime_scale"},
     "inference": {

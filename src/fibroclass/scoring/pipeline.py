@@ -153,6 +153,7 @@ def score(
         column_map=cfg.platemap_columns or None,
         pattern=cfg.pattern,
         z=cfg.z,
+        max_megapixels=cfg.max_megapixels,  # oversize fields are flagged from their headers, never decoded
         lenient=True,  # a bad plate-map row or a missing channel file is a warning/flagged field, not an exit
     )
     index = result.index

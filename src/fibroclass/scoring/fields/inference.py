@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from fibroclass.data.illumination import FieldReader, corrections_for_model
 from fibroclass.data.preprocess import tile_field
 from fibroclass.errors import FibroclassError
-from fibroclass.io.images import read_field
+from fibroclass.io.images import OversizeError, read_field
 from fibroclass.measure.resample import downsample
 from fibroclass.models.spec import ModelSpec
 from fibroclass.progress import progress_bar
@@ -78,10 +78,14 @@ class FieldTiles(Dataset):
     def __getitem__(self, i: int) -> FieldItem:
         paths = self.paths[i]
         skip = self.reader.skip_reason(i) if self.reader is not None else ""
+        if skip.startswith("oversize: "):  # flagged from the file headers at indexing: never decoded
+            return i, None, {}, skip
         if skip or any(not isinstance(p, str) or not p for p in paths):
             return i, None, {}, f"unreadable: {skip or 'a channel file is missing for this field'}"
         try:
             img = read_field(paths) if self.reader is None else self.reader.raw(i)
+        except OversizeError as exc:  # the header claims more than may be decoded ("oversize: ...")
+            return i, None, {}, str(exc)
         except FibroclassError as exc:
             return i, None, {}, f"unreadable: {exc}"
         except Exception as exc:  # noqa: BLE001 - any bad file must become a flagged row, never a crash
