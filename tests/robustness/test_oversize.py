@@ -100,7 +100,9 @@ def test_the_cap_is_a_score_config_key(screen, model, tmp_path):
     from fibroclass.scoring.pipeline import score
 
     cfg = config_from_dict({"discovery": {"max_megapixels": 0.0005}, "report": {"enabled": False}})
-    result = score([screen.root], screen.platemap, model, tmp_path / "out", config=cfg, device="cpu", progress=False)
+    result = score(
+        [screen.root], screen.platemap, model, tmp_path / "out", config=cfg, device="cpu", progress=False
+    )
     reasons = result.fields[QC_REASON].astype(str)
     assert reasons.str.contains(r"above the 0.0005 Mpx cap \(discovery.max_megapixels\)").all()
 
@@ -110,11 +112,21 @@ def test_peak_rss_of_scoring_with_oversize_files_stays_under_4_gb(screen, model,
     """`fibroclass score` with two reader workers, in a child process whose peak RSS (ru_maxrss of it and
     its waited-for workers, RUSAGE_CHILDREN) is measured by a wrapper process."""
     claim_60000_square(screen.path("C01", 1, "actin"))
-    claim_60000_square(screen.path("A02", 2, "nuclei"))  # a control field, sampled for bit depth + illumination
+    claim_60000_square(
+        screen.path("A02", 2, "nuclei")
+    )  # a control field, sampled for bit depth + illumination
     claim_100000_pages(screen.path("D02", 2, "nuclei"))
     model_dir = save_model_folder(model, tmp_path / "model")
     out = tmp_path / "out"
-    argv = [sys.executable, "-m", "fibroclass.cli", "score", str(screen.root), "--platemap", str(screen.platemap)]
+    argv = [
+        sys.executable,
+        "-m",
+        "fibroclass.cli",
+        "score",
+        str(screen.root),
+        "--platemap",
+        str(screen.platemap),
+    ]
     argv += ["--model", str(model_dir), "--out", str(out), "--device", "cpu", "--num-workers", "2"]
     argv += ["--no-progress", "--no-mlflow"]
     wrapper = textwrap.dedent(

@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -47,6 +48,7 @@ def print_summary(result, run_stats: bool = True) -> None:  # noqa: ANN001 - Sco
         for plate in failed:  # here, not among the warnings: those may be cut off after ten
             reasons = "; ".join(result.plate_qc[plate].get("reasons") or []) or "no reason recorded"
             console.print(f"  {plate}: {reasons}", markup=False)
+    print_feature_errors(result.plate_qc)
     print_calls(result.compounds)
     doses = result.reference_doses
     if not doses.empty:
@@ -74,8 +76,29 @@ def print_summary(result, run_stats: bool = True) -> None:  # noqa: ANN001 - Sco
         console.print("outputs already up to date: nothing rescored or rewritten")
     if "report.html" in result.files:
         console.print(f"report: {result.files['report.html']}")
+    for problem in result.report_problems:  # here, not only among the warnings (those are cut at ten)
+        console.print(f"[bold red]REPORT PART FAILED[/]: {escape(problem)}", highlight=False)
     took = f" in {result.seconds:.1f} s" if run_stats else ""
     console.print(f"scored {len(result.fields)} fields / {len(result.wells)} wells{took} → {result.out_dir}")
+
+
+def print_feature_errors(plate_qc: dict[str, dict]) -> None:
+    """One line per plate where a per-field feature raised: how many fields, which feature, which exception
+    (those fields are flagged and left out of the well means)."""
+    for plate, q in plate_qc.items():
+        n = int(q.get("n_feature_errors") or 0)
+        if not n:
+            continue
+        kinds = ", ".join(
+            f"{name} raised {kind} ×{count}"
+            for name, by_kind in (q.get("feature_errors") or {}).items()
+            for kind, count in by_kind.items()
+        )
+        console.print(
+            f"[bold red]FEATURE ERRORS[/] on {escape(plate)}: {n} field(s) flagged ({escape(kinds)}); "
+            "messages in the feature_error column of fields.parquet",
+            highlight=False,
+        )
 
 
 def print_calls(compounds) -> None:  # noqa: ANN001 - pandas DataFrame (compounds.csv)

@@ -239,12 +239,14 @@ def _finish(
         **(run_info or {}),
     }
     files = write_outputs(out, fields, field_emb_file, wells, well_emb, compounds, qc, cfg.z_prime_min, info)
+    report_problems: list[str] = []  # report parts that failed (montage, Grad-CAM), with the error type
     if cfg.report:
         from fibroclass.scoring.report.build import write_report  # matplotlib: only when reporting
 
         files["report.html"] = write_report(
-            out, fields, wells, compounds, qc, ro.fits, ro.organization, model, cfg.report_gradcam
-        )
+            out, fields, wells, compounds, qc, ro.fits, ro.organization, model, cfg.report_gradcam,
+            problems=report_problems,
+        )  # fmt: skip
     return ScoreResult(
         out_dir=out,
         fields=field_table(fields),  # as written: contract column order
@@ -255,5 +257,6 @@ def _finish(
         plate_qc=qc,
         reference_doses=reference,
         files=files,
-        warnings=_warnings(qc, fields) + ro.warnings,
+        warnings=_warnings(qc, fields) + ro.warnings + [f"report: {p}" for p in report_problems],
+        report_problems=report_problems,
     )

@@ -168,3 +168,4 @@ class ScoreResult:
     chunks_scored: int = 0  # chunks scored by this call
     chunks_reused: int = 0  # chunks found done in parts/ (resumed or earlier runs)
     merged: bool = True  # False when the outputs were already up to date (nothing rewritten)
+    report_problems: list[str] = field(default_factory=list)  # report parts that failed, with the error type

@@ -17,6 +17,7 @@ a feature's parameters makes resumed runs rescore instead of reusing stale parts
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -35,7 +36,8 @@ from fibroclass.scoring.config import ReadoutSettings
 
 # img (C, H, W) float32 in [0, 1], channel names -> {column: value}
 FieldFeature = Callable[[np.ndarray, Sequence[str]], Mapping[str, Any]]
-
+FEATURE_ERROR = "feature_error"  # field column: features that raised on this field (empty when none)
+REASON_FEATURE_ERROR = "feature_error"  # qc_reason entry: `feature_error: QCMetrics raised ValueError`
 
 def feature_id(fn: FieldFeature) -> str:
     """Stable identity of a feature: its `feature_id` attribute, a partial's function and arguments,
@@ -52,19 +54,58 @@ def feature_id(fn: FieldFeature) -> str:
     return repr(fn)
 
 
+def feature_name(fn: FieldFeature) -> str:
+    """Short name of a feature for messages: `QCMetrics`, `count_cells` (a partial: its function's name)."""
+    if isinstance(fn, functools.partial):
+        return feature_name(fn.func)
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return str(name).rsplit(".", 1)[-1]
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).replace(";", ",").split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def compute_features(
     img: np.ndarray, channels: Sequence[str], features: Sequence[FieldFeature]
 ) -> tuple[dict[str, Any], str]:
-    """All features of one field, plus `"; "`-joined errors of the features that raised (their columns
-    are then missing for this field and become NaN in the table)."""
+    """All features of one field, plus the errors of the features that raised: `"; "`-joined
+    `Name: ExceptionType: message` entries (`parse_feature_errors` reads them back). A failed feature's
+    columns are missing for this field (NaN in the table) and the field is flagged at merge
+    (`scoring.fields.qc.plate_field_qc`)."""
     values: dict[str, Any] = {}
     errors: list[str] = []
     for fn in features:
         try:
             values.update(fn(img, channels))
-        except Exception as exc:  # noqa: BLE001 - one odd field must not stop a plate
-            errors.append(f"{feature_id(fn)}: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one odd field must not stop a plate; it is flagged instead
+            errors.append(f"{feature_name(fn)}: {type(exc).__name__}: {_one_line(exc)}")
     return values, "; ".join(errors)
+
+
+_ERROR_ENTRY = re.compile(r"^(?P<name>[\w.]+)(?:\(.*?\))?: (?P<type>[\w.]+)(?::|$)")
+
+
+def parse_feature_errors(text: Any) -> list[tuple[str, str]]:
+    """(feature name, exception type) of each entry of a `feature_error` value (empty when none)."""
+    if not isinstance(text, str) or not text.strip():
+        return []
+    out = []
+    for entry in text.split("; "):
+        m = _ERROR_ENTRY.match(entry.strip())
+        out.append((m["name"].rsplit(".", 1)[-1], m["type"]) if m else (entry.strip()[:40], "error"))
+    return out
+
+
+def feature_error_counts(values: Sequence[Any]) -> dict[str, dict[str, int]]:
+    """{feature: {exception type: fields}} over `feature_error` values."""
+    counts: dict[str, dict[str, int]] = {}
+    for text in values:
+        for name, kind in dict.fromkeys(parse_feature_errors(text)):
+            counts.setdefault(name, {}).setdefault(kind, 0)
+            counts[name][kind] += 1
+    return {k: dict(sorted(v.items())) for k, v in sorted(counts.items())}
 
 
 # FieldQCParams fields read by field_qc_metrics (the others only drive scoring.fields.qc.flag_fields).
@@ -161,7 +202,11 @@ __all__ = [
     "NucleiCounts",
     "Organization",
     "QCMetrics",
+    "FEATURE_ERROR",
     "compute_features",
+    "feature_error_counts",
+    "feature_name",
+    "parse_feature_errors",
     "configure_features",
     "default_field_features",
     "feature_id",

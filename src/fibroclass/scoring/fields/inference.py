@@ -33,9 +33,8 @@ from fibroclass.measure.resample import downsample
 from fibroclass.models.spec import ModelSpec
 from fibroclass.progress import progress_bar
 from fibroclass.schema import DISEASE_SCORE, NUCLEI_COUNT, P_DISEASE, QC_PASS, QC_REASON, path_col
-from fibroclass.scoring.fields.features import FIELD_FEATURES, FieldFeature, compute_features
+from fibroclass.scoring.fields.features import FEATURE_ERROR, FIELD_FEATURES, FieldFeature, compute_features
 
-FEATURE_ERROR = "feature_error"  # field column: features that raised on this field (empty when none)
 PRECISIONS = ("auto", "fp32", "bf16")
 
 

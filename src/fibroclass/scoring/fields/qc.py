@@ -27,6 +27,7 @@ from fibroclass.measure.field_qc import (
 )
 from fibroclass.schema import NUCLEI_COUNT, PLATE, QC_PASS, QC_REASON, WELL
 from fibroclass.scoring.config import ReadoutSettings
+from fibroclass.scoring.fields.features import FEATURE_ERROR, REASON_FEATURE_ERROR, parse_feature_errors
 
 
 def robust_z(x: pd.Series, min_spread: float = 0.0) -> pd.Series:
@@ -112,18 +113,49 @@ def _join(a: pd.Series, b: pd.Series) -> pd.Series:
     return (a + np.where(both, ";", "") + b).astype(str)
 
 
+REASON_QC_MISSING = "qc_metrics_missing"  # a scored field without QC metrics is never trusted
+
+
+def _feature_reasons(values: pd.Series) -> pd.Series:
+    """`feature_error: QCMetrics raised ValueError` (`;`-joined per failed feature) per `feature_error` value."""
+    return values.map(
+        lambda v: ";".join(
+            f"{REASON_FEATURE_ERROR}: {name} raised {kind}"
+            for name, kind in dict.fromkeys(parse_feature_errors(v))
+        )
+    ).astype(str)
+
+
+def _flag(fields: pd.DataFrame, hit: pd.Series, reason: pd.Series | str) -> None:
+    hit = hit.to_numpy(dtype=bool)
+    if not hit.any():
+        return
+    reason = reason if isinstance(reason, pd.Series) else pd.Series(reason, index=fields.index)
+    fields.loc[hit, QC_PASS] = False
+    fields.loc[hit, QC_REASON] = _join(fields.loc[hit, QC_REASON], reason[hit])
+
+
 def plate_field_qc(fields: pd.DataFrame, settings: ReadoutSettings) -> pd.DataFrame:
     """Field QC flags of one plate's fields, combined with the scoring flags (unreadable, nonfinite).
 
-    Only fields that have QC metrics are judged (an unreadable field keeps its own reason). No metric
-    columns (QC feature not run): the table is returned unchanged.
+    A field where a feature raised is flagged `feature_error: <feature> raised <ExceptionType>` (the message
+    is in `feature_error`). Fields with QC metrics are judged (blur, empty, debris, nonfinite); a field the
+    model scored but that has no metrics while others do is flagged `qc_metrics_missing`, so a metrics
+    failure never lets a field into the well means. No metric columns and no feature errors (the QC feature
+    is not in the feature list): the flags are left as they are.
     """
+    fields = fields.copy()
+    fields[QC_PASS] = fields[QC_PASS].astype(bool)
+    fields[QC_REASON] = fields[QC_REASON].fillna("").astype(str)
+    if FEATURE_ERROR in fields.columns:
+        reasons = _feature_reasons(fields[FEATURE_ERROR])
+        _flag(fields, reasons != "", reasons)
     if not set(METRIC_COLUMNS) <= set(fields.columns):
         return fields
     judged = fields[FG_FRAC].notna()
+    _flag(fields, ~judged & fields[QC_PASS], REASON_QC_MISSING)
     if not judged.any():
         return fields
-    fields = fields.copy()
     ok, reason = flag_fields(fields[judged], settings.field_qc, plate_col=PLATE, well_col=WELL)
     fields.loc[judged, QC_PASS] = fields.loc[judged, QC_PASS].astype(bool) & ok
     fields.loc[judged, QC_REASON] = _join(fields.loc[judged, QC_REASON], reason)

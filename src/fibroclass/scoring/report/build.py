@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from fibroclass.errors import FibroclassError
 from fibroclass.schema import FLAGS, PLATE, RESCUE_PCT, ROLE
 from fibroclass.scoring.compounds.doseresponse import Fit4PL
 from fibroclass.scoring.report import html as rep
@@ -102,9 +101,22 @@ def organization_section(wells: pd.DataFrame, summary: Mapping[str, dict], plots
     return "".join(parts)
 
 
-def gradcam_section(model: Any, images: Mapping[str, np.ndarray], plots: Path) -> str:
-    """Grad-CAM overlays of the montage fields ('' when Grad-CAM is not installed; a note when the model
-    cannot be explained)."""
+def failure(part: str, exc: BaseException) -> str:
+    """`part failed: ExceptionType: message` (one line), as the report and the CLI show it."""
+    message = " ".join(str(exc).split())[:300]
+    return f"{part} failed: {type(exc).__name__}" + (f": {message}" if message else "")
+
+
+def _problem_note(problems: list[str]) -> str:
+    items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+    return f'<div class="note report-problems"><b>Report parts that failed:</b><ul>{items}</ul></div>'
+
+
+def gradcam_section(
+    model: Any, images: Mapping[str, np.ndarray], plots: Path, problems: list[str] | None = None
+) -> str:
+    """Grad-CAM overlays of the montage fields ('' when Grad-CAM is not installed; a note naming the
+    exception when the model cannot be explained, also appended to `problems`)."""
     try:
         from fibroclass.models.gradcam import explain_field
     except ImportError:
@@ -115,8 +127,11 @@ def gradcam_section(model: Any, images: Mapping[str, np.ndarray], plots: Path) -
     for label, img in images.items():
         try:
             overlays[label] = explain_field(model, img)[1]
-        except Exception:  # noqa: BLE001 - explanations are optional: a model Grad-CAM cannot handle
-            return '<p class="note">Grad-CAM overlays unavailable for this model.</p>'
+        except Exception as exc:  # noqa: BLE001 - explanations are optional: a model Grad-CAM cannot handle
+            why = failure(f"Grad-CAM overlay of {label}", exc)
+            if problems is not None:
+                problems.append(why)
+            return f'<p class="note">Grad-CAM overlays unavailable for this model ({html.escape(why)}).</p>'
     ncols = min(4, len(overlays))
     nrows = math.ceil(len(overlays) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 3.2 * nrows), squeeze=False)
@@ -140,16 +155,20 @@ def write_report(
     organization: Mapping[str, dict],
     model: Any = None,
     gradcam: bool = True,
+    problems: list[str] | None = None,
 ) -> Path:
     """Write `out_dir/report.html` (+ plots/); `model` (the scoring classifier) gives the channel order
-    of the montage fields and, with `gradcam`, their Grad-CAM overlays."""
+    of the montage fields and, with `gradcam`, their Grad-CAM overlays. Parts that fail (montage, Grad-CAM)
+    are named with their exception type in the report and appended to `problems` (for the CLI)."""
+    problems = [] if problems is None else problems
     plots = Path(out_dir) / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     channels = tuple(getattr(getattr(model, "spec", None), "channels", None) or ("actin", "nuclei"))
     try:
         images = rep.montage_images(fields, compounds, channels)
-    except (FibroclassError, OSError, ValueError):
+    except Exception as exc:  # noqa: BLE001 - a montage that cannot be read must not cost the report
         images = {}
+        problems.append(failure("montage of representative fields", exc))
     extra = {
         "organization": ("Organization co-readout vs CNN", organization_section(wells, organization, plots))
     }
@@ -157,10 +176,12 @@ def write_report(
         note = "Z′ and SSMD are computed on p(disease) = sigmoid(well score) of the control wells."
         extra["controls"] = ("", f'<p class="note">{note}</p>')
     if gradcam and model is not None and images:
-        extra["montage"] = ("", gradcam_section(model, images, plots))
+        extra["montage"] = ("", gradcam_section(model, images, plots, problems))
+    if problems:
+        extra["montage"] = ("", extra.get("montage", ("", ""))[1] + _problem_note(problems))
     return rep.render_report(
         out_dir, fields, wells, compounds, {"plates": dict(plate_qc)}, fits, images, extra_sections=extra
     )
 
 
-__all__ = ["agreement_figure", "gradcam_section", "organization_section", "write_report"]
+__all__ = ["agreement_figure", "failure", "gradcam_section", "organization_section", "write_report"]

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from fibroclass.schema import PLATE, QC_PASS
+from fibroclass.scoring.fields.features import FEATURE_ERROR, feature_error_counts
 from fibroclass.scoring.wells.normalize import PlateControls
 
 
@@ -51,7 +52,8 @@ def _on_scale(scores: np.ndarray, scale: str) -> np.ndarray:
 def plate_qc(
     fields: pd.DataFrame, controls: dict[str, PlateControls], z_prime_min: float = 0.5, scale: str = "score"
 ) -> dict[str, dict]:
-    """Per plate: `z_prime`, `ssmd`, control means/SDs/n, `n_fields`, `n_fields_flagged`, `controls_ok`
+    """Per plate: `z_prime`, `ssmd`, control means/SDs/n, `n_fields`, `n_fields_flagged`, `n_feature_errors`
+    (fields where a per-field feature raised) with `feature_errors` ({feature: {exception type: fields}}), `controls_ok`
     (rescue computable), `pass` (controls usable, in the right order and Z′ ≥ `z_prime_min`) and
     `reasons` (why not). Z′ is blind to direction, so healthy controls scoring *more* diseased than the
     disease controls (a swapped plate map, an inverted model) fail the plate on their own.
@@ -60,6 +62,11 @@ def plate_qc(
     plates = fields[PLATE].astype(str)
     n_fields = plates.value_counts()
     n_flagged = (~fields[QC_PASS].astype(bool)).groupby(plates).sum()
+    errors = (
+        fields[FEATURE_ERROR].fillna("").astype(str)
+        if FEATURE_ERROR in fields
+        else pd.Series("", fields.index)
+    )
     out: dict[str, dict] = {}
     for plate, pc in controls.items():
         h_scores, d_scores = _on_scale(pc.healthy_scores, scale), _on_scale(pc.disease_scores, scale)
@@ -88,6 +95,8 @@ def plate_qc(
             **pc.summary(),
             "n_fields": int(n_fields.get(plate, 0)),
             "n_fields_flagged": int(n_flagged.get(plate, 0)),
+            "n_feature_errors": int((errors[plates == plate] != "").sum()),
+            "feature_errors": feature_error_counts(errors[plates == plate].tolist()),
             "controls_ok": pc.usable,
             "pass": bool(pc.usable and not inverted and math.isfinite(zp) and zp >= z_prime_min),
             "reasons": reasons,
