@@ -38,6 +38,8 @@ def register(app: typer.Typer) -> None:
         metrics = ", ".join(
             f"{k} {v:.3f}" for k, v in sorted(result.test_metrics.items()) if k != "test/n_fields"
         )
+        if result.resumed:
+            typer.echo(result.resumed)
         typer.echo(f"test (held-out donors): {metrics}")
         typer.echo(f"MLflow run {result.run_id} in {result.tracking_uri}")
         if result.model is None:

@@ -16,7 +16,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger, MLFlowLogger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from fibroclass.configs import resolve_config
 from fibroclass.data.datamodule import FibroDataModule, donors_of
@@ -107,7 +107,14 @@ class FibroCLI(LightningCLI):
             type=str | None,
             default=None,
             help="Resume an interrupted fit in its MLflow run: 'last' (newest last.ckpt of the experiment) "
-            "or a checkpoint file.",
+            "or a checkpoint file. Stops when that run cannot be found (see --resume.new_run).",
+        )
+        parser.add_argument(
+            "--resume.new_run",
+            type=bool,
+            default=False,
+            help="With --ckpt_path: continue the checkpoint (weights, optimizer, counters) in a NEW MLflow run "
+            "on purpose, e.g. when its run is in another tracking store.",
         )
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
@@ -118,9 +125,15 @@ class FibroCLI(LightningCLI):
             raise FibroclassError("fibroclass train logs to MLflow: trainer.logger must not be false")
         run_name = ml["run_name"] or f"{self.model.hparams.backbone}-{self.datamodule.split_dir.name}"
         self.resume = None
+        new_run = bool((cfg.get("resume") or {}).get("new_run"))
         if cfg.get("ckpt_path"):
             root = cfg["trainer"].get("default_root_dir") or "lightning_logs"
-            self.resume = resolve_resume(cfg["ckpt_path"], root, ml["experiment"], ml["tracking_uri"])
+            self.resume = resolve_resume(
+                cfg["ckpt_path"], root, ml["experiment"], ml["tracking_uri"], new_run
+            )
+            rank_zero_info(self.resume.message)
+        elif new_run:
+            raise FibroclassError("--resume.new_run needs --ckpt_path (last or a checkpoint file)")
         logger = make_logger(
             ml["experiment"],
             ml["tracking_uri"],
@@ -153,6 +166,7 @@ class TrainResult:
     best_checkpoint: str | None = None
     classifier: FibroClassifier | None = None  # the tested weights (best checkpoint)
     note: str = ""  # why nothing was logged (non-zero rank, fast_dev_run)
+    resumed: str = ""  # what --ckpt_path did: which checkpoint, continued in which MLflow run
 
 
 def resolve_config_args(args: list[str]) -> list[str]:
@@ -235,6 +249,7 @@ def run_training(args: list[str]) -> TrainResult:
         test_metrics=metrics,
         best_checkpoint=best,
         classifier=module.classifier,
+        resumed=resume.message if resume else "",
     )
     if not trainer.is_global_zero:
         result.note = f"rank {trainer.global_rank}: rank 0 logs to MLflow"
