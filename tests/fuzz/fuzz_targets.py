@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import tifffile
+from fuzz_record import NEVER_UNREADABLE, FuzzRecord
 from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -97,8 +98,8 @@ def platemap_texts(draw: st.DrawFn) -> str:
     return buf.getvalue()
 
 
-def check_platemap(text: str, lenient: bool) -> None:
-    """`read_platemap` returns a valid table or raises FibroclassError naming the file."""
+def check_platemap(text: str, lenient: bool) -> FibroclassError | None:
+    """`read_platemap` returns a valid table or raises FibroclassError naming the file (returned)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "plate map.csv"
         path.write_text(text, encoding="utf-8")
@@ -107,7 +108,7 @@ def check_platemap(text: str, lenient: bool) -> None:
             pm = read_platemap(path, problems=problems)
         except FibroclassError as exc:
             assert str(path) in str(exc) or "invalid well name" in str(exc), str(exc)
-            return
+            return exc
         assert len(pm) > 0
         assert pm["well"].map(lambda w: bool(CANONICAL_WELL.match(w))).all()
         assert set(pm[ROLE]) <= set(ROLES)
@@ -116,6 +117,7 @@ def check_platemap(text: str, lenient: bool) -> None:
         assert not pm.duplicated(keys).any()
         for p in problems or []:
             assert str(path) in p, p
+    return None
 
 
 # -- file names ---------------------------------------------------------------------------------------------
@@ -161,8 +163,10 @@ def _write_images(root: Path, names: list[tuple[str, str]], garbage: list[bool])
             continue
 
 
-def check_index(names: list[tuple[str, str]], garbage: list[bool], pm_text: str, lenient: bool) -> None:
-    """`build_index` returns a consistent field index or raises FibroclassError."""
+def check_index(
+    names: list[tuple[str, str]], garbage: list[bool], pm_text: str, lenient: bool
+) -> FibroclassError | None:
+    """`build_index` returns a consistent field index or raises FibroclassError (returned)."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "images"
         root.mkdir()
@@ -171,8 +175,8 @@ def check_index(names: list[tuple[str, str]], garbage: list[bool], pm_text: str,
         pm.write_text(pm_text, encoding="utf-8")
         try:
             result = build_index(root, pm, lenient=lenient)
-        except FibroclassError:
-            return
+        except FibroclassError as exc:
+            return exc
         index = result.index
         assert len(index) > 0 and not index.duplicated([PLATE, WELL, SITE]).any()
         assert index[WELL].map(lambda w: bool(CANONICAL_WELL.match(w))).all()
@@ -181,6 +185,7 @@ def check_index(names: list[tuple[str, str]], garbage: list[bool], pm_text: str,
                 index[path_col(ch)], index.get(SKIP_REASON, [""] * len(index)), strict=True
             ):
                 assert (path and Path(path).is_file()) or skip, (path, skip)
+    return None
 
 
 # -- pixel data ---------------------------------------------------------------------------------------------
@@ -204,8 +209,11 @@ def planes(draw: st.DrawFn) -> np.ndarray:
     return draw(hnp.arrays(dtype, shape, elements=elements))
 
 
-def check_field(actin: np.ndarray, nuclei: np.ndarray, bit_depth: int | None, factor: int, crop: int) -> None:
-    """`read_field` gives a (2, H, W) float32 field or FibroclassError; scoring's field reader never raises."""
+def check_field(
+    actin: np.ndarray, nuclei: np.ndarray, bit_depth: int | None, factor: int, crop: int
+) -> FibroclassError | None:
+    """`read_field` gives a (2, H, W) float32 field or FibroclassError (returned); scoring's field reader
+    never raises."""
     with tempfile.TemporaryDirectory() as tmp:
         paths = [str(Path(tmp) / "a.tif"), str(Path(tmp) / "n.tif")]
         try:
@@ -213,10 +221,11 @@ def check_field(actin: np.ndarray, nuclei: np.ndarray, bit_depth: int | None, fa
             tifffile.imwrite(paths[1], nuclei)
         except (ValueError, TypeError):  # tifffile cannot store it: not an input anyone can have
             assume(False)
+        flagged = None
         try:
             img = read_field(paths, bit_depth)
-        except FibroclassError:
-            img = None
+        except FibroclassError as exc:
+            img, flagged = None, exc
         if img is not None:
             assert img.dtype == np.float32 and img.ndim == 3 and img.shape[0] == 2
             finite = img[np.isfinite(img)]
@@ -228,6 +237,7 @@ def check_field(actin: np.ndarray, nuclei: np.ndarray, bit_depth: int | None, fa
             assert reason, "a field without tiles needs a reason"
         else:
             assert reason == "" and tiles.shape[1:] == (2, crop, crop) and bool(tiles.isfinite().all())
+    return flagged
 
 
 @st.composite
@@ -249,8 +259,8 @@ def damaged_tiffs(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-def check_tiff_bytes(data: bytes) -> None:
-    """`read_raw` of a damaged file returns a 2-D plane or raises FibroclassError naming the file."""
+def check_tiff_bytes(data: bytes) -> FibroclassError | None:
+    """`read_raw` of a damaged file returns a 2-D plane or raises FibroclassError naming the file (returned)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "field_w1.tif"
         path.write_bytes(data)
@@ -258,15 +268,16 @@ def check_tiff_bytes(data: bytes) -> None:
             arr = read_raw(path)
         except FibroclassError as exc:
             assert str(path) in str(exc), str(exc)
-            return
+            return exc
         assert arr.ndim == 2
+    return None
 
 
 # -- whole plates through `score` -------------------------------------------------------------------------------
 FILE_DAMAGE = st.sampled_from(
     ["ok"] * 6
     + ["truncate", "empty", "garbage", "nan", "uint8", "float_unit", "float_big", "int32", "rgb", "shape"]
-    + ["delete", "duplicate"]
+    + ["delete", "duplicate", "claims_60000_square", "claims_100000_planes"]
 )
 MAP_DAMAGE = st.sampled_from(
     [
@@ -327,6 +338,14 @@ def _damage_file(path: Path, how: str) -> None:
         tifffile.imwrite(path, img[:20, :17])
     elif how == "delete":
         path.unlink()
+    elif how == "claims_60000_square":  # a sparse file whose header claims 7.2 GB of pixels
+        path.unlink()
+        tifffile.imwrite(path, shape=(60000, 60000), dtype="uint16")
+    elif how == "claims_100000_planes":  # an ImageJ stack with one IFD claiming 100000 planes
+        path.unlink()
+        tifffile.imwrite(
+            path, shape=(100000, 64, 64), dtype="uint16", imagej=True, truncate=True, metadata={"axes": "ZYX"}
+        )
     elif how == "duplicate":
         path.with_name(path.stem + "0A1B2C3D-0000-4000-8000-00000000000F.tif").write_bytes(path.read_bytes())
 
@@ -361,7 +380,7 @@ def _damage_map(rows: list[dict], how: str) -> list[dict]:
     return rows
 
 
-def check_score(plates: int, damage: list[str], map_damage: list[str]) -> None:
+def check_score(plates: int, damage: list[str], map_damage: list[str]) -> FibroclassError | None:
     """`score` on a small screen with damaged files and plate map: outputs meeting the contract (every field
     a row, failures flagged with a reason, plates with a verdict and reasons) or FibroclassError."""
     from fibroclass.scoring.config import config_from_dict
@@ -401,8 +420,8 @@ def check_score(plates: int, damage: list[str], map_damage: list[str]) -> None:
             result = score(
                 [root], pm, _tiny_model(), out, config=config_from_dict({}), device="cpu", progress=False
             )
-        except FibroclassError:
-            return
+        except FibroclassError as exc:
+            return exc
         assert isinstance(result, ScoreResult)
         for name in ("fields.parquet", "wells.csv", "plate_qc.json", "run.json", "compounds.csv"):
             assert (out / name).is_file(), name
@@ -417,6 +436,7 @@ def check_score(plates: int, damage: list[str], map_damage: list[str]) -> None:
         assert set(wells[PLATE].astype(str)) <= set(qc)
         for plate, q in qc.items():
             assert isinstance(q["pass"], bool) and (q["pass"] or q["reasons"]), (plate, q)
+    return None
 
 
 # -- runs -----------------------------------------------------------------------------------------------------
@@ -424,11 +444,16 @@ TARGETS = ("platemap", "index", "field", "tiff_bytes", "score")
 
 
 def fuzz_runs(
-    examples: int, counter: Counter, derandomize: bool = True, rng_seed: int | None = None
+    examples: int,
+    counter: Counter,
+    derandomize: bool = True,
+    rng_seed: int | None = None,
+    record: FuzzRecord | None = None,
 ) -> dict[str, Callable[[], None]]:
     """One hypothesis search per target (`TARGETS`), `examples` cases each (whole-screen `score` runs:
-    a tenth of that, at least 2); `counter[target]` counts the cases whose property was checked. Calling a
-    run raises the (shrunk) failing case's exception."""
+    a tenth of that, at least 2); `counter[target]` counts the cases checked. Without `record`, calling a
+    run raises the (shrunk) failing case's exception (also for a MemoryError/RecursionError flagged as
+    unreadable); with a `FuzzRecord`, every case's outcome is recorded there and crashes do not stop it."""
     cfg = settings(
         max_examples=examples,
         deadline=None,
@@ -442,7 +467,12 @@ def fuzz_runs(
         name: str, *strategies: st.SearchStrategy, check: Callable[..., None], n: int = examples
     ) -> Callable[[], None]:
         def case(args: tuple) -> None:
-            check(*args)
+            if record is not None:
+                record.run_case(name, check, args)
+            else:
+                outcome = check(*args)
+                if outcome is not None and isinstance(outcome.__cause__, NEVER_UNREADABLE):
+                    raise outcome.__cause__
             counter[name] += 1
 
         case.__name__ = f"fuzz_{name}"
