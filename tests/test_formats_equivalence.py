@@ -1,5 +1,5 @@
-"""The same simulated pixels in every export layout give the same index, training metrics and scores as
-the ImageXpress layout; other bit depths score alike; a strongly vignetted plate scores like the clean
+"""The same simulated pixels in every export layout (plain Operetta names included) give the same index, donor
+split, training metrics and scores as the ImageXpress layout; other bit depths score alike; a strongly vignetted plate scores like the clean
 plate once the per-plate illumination correction is applied (slow; prints the numbers)."""
 
 from __future__ import annotations
@@ -23,7 +23,17 @@ from fibroclass.schema import BIT_DEPTH, PIXEL_SIZE, WELL
 from fibroclass.scoring.pipeline import score
 from fibroclass.simulate import export_index, simulate_screen, simulate_training_set
 
-LAYOUTS = ["harmony", "harmony-zstack", "imagexpress_htd", "multipage", "ometiff", "loaddata", "omezarr"]
+# "operetta": plain Opera/Operetta file names (r01c01f01p01-ch1sk1fk1fl1.tiff), no Harmony index file
+LAYOUTS = [
+    "operetta",
+    "harmony",
+    "harmony-zstack",
+    "imagexpress_htd",
+    "multipage",
+    "ometiff",
+    "loaddata",
+    "omezarr",
+]
 WELL_NUMBERS = ["n_fields", "n_fields_used", "disease_score", "rescue_pct", "viability_pct", "nuclei_count"]
 
 
@@ -105,6 +115,15 @@ def test_index_has_the_same_fields_and_pixels(world, naming):
             read_field([a["path_actin"], a["path_nuclei"]], a[BIT_DEPTH]),
             read_field([b["path_actin"], b["path_nuclei"]], b[BIT_DEPTH]),
         )
+
+
+@pytest.mark.parametrize("naming", LAYOUTS)
+def test_split_assigns_the_same_donors_and_fields(world, naming):
+    index = build_index(exported(world, "train", naming), world.train.platemap).index
+    frac = 1 / 3 + 1e-9
+    got = make_split(index, by="donor", val_frac=frac, test_frac=frac, seed=0)
+    want = make_split(world.train_index, by="donor", val_frac=frac, test_frac=frac, seed=0)
+    pd.testing.assert_frame_equal(got, want)
 
 
 @pytest.mark.parametrize("naming", LAYOUTS)

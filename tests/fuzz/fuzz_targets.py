@@ -85,6 +85,12 @@ def platemap_texts(draw: st.DrawFn) -> str:
         "concentration_uM": CONC_TEXT,
         "plate": st.sampled_from(["P1", "P2", "", "p1"]),
     }
+    if draw(st.integers(0, 2)) == 0:  # a plausible map (then mutated below): exercises the accepting path
+        cells |= {
+            "well": st.sampled_from(["A01", "A1", "B02", "H12", "C3"]),
+            "role": st.sampled_from(ROLES),
+            "concentration_uM": st.sampled_from(["0", "1", "0.5"]),
+        }
     n_rows = draw(st.integers(0, 8))
     rows = [[draw(cells.get(h.strip(), CELL)) for h in header] for _ in range(n_rows)]
     if rows and draw(st.booleans()):
@@ -135,8 +141,13 @@ RAW_NAME = st.text(
 
 @st.composite
 def file_names(draw: st.DrawFn) -> list[tuple[str, str]]:
-    """(subfolder, file name) pairs: mostly ImageXpress-like with mutations, some arbitrary names."""
+    """(subfolder, file name) pairs: a few complete ImageXpress fields (both channels), then ImageXpress-like
+    names with mutations and some arbitrary names."""
     out = []
+    for _ in range(draw(st.integers(0, 3))):
+        folder, plate = draw(st.sampled_from([("", "P1"), ("P1", "P1"), ("P2", "P2"), ("nested/P1", "P1")]))
+        stem = f"{plate}_{draw(st.sampled_from(['A01', 'B02', 'H12', 'B2']))}_s{draw(st.integers(1, 2))}"
+        out += [(folder, f"{stem}_w1.tif"), (folder, f"{stem}_w2.tif")]
     for _ in range(draw(st.integers(1, 10))):
         folder = draw(st.sampled_from(["", "P1", "P2", "nested/P1", "Plättchen 2"]))
         if draw(st.integers(0, 4)) == 0:
@@ -486,7 +497,7 @@ def fuzz_runs(
         "index": run(
             "index",
             file_names(),
-            st.lists(st.booleans(), min_size=10, max_size=10),
+            st.lists(st.integers(0, 3).map(lambda k: k == 0), min_size=16, max_size=16),  # 1 in 4 garbage
             pm_or_simple,
             st.booleans(),
             check=lambda names, junk, pm, lenient: check_index(names, junk[: len(names)], pm, lenient),
