@@ -224,6 +224,8 @@ def _plan_tiff(tif: tifffile.TiffFile, loc: Locator, name: str) -> _Plan:
             raise FibroclassError(f"image {name}: page {loc.page} out of range ({n_pages} pages)")
         page = tif.pages[loc.page]
         return _Plan(info(page.shape, page), lambda: np.squeeze(page.asarray()))
+    if not tif.series:  # pages without a readable image (a damaged IFD chain)
+        raise FibroclassError(f"cannot read image {name}: its {n_pages} page(s) hold no image series")
     series = tif.series[0]
     axes, shape = series.axes, tuple(series.shape)
     if no_selection:
