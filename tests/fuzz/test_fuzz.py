@@ -75,3 +75,19 @@ def test_fuzz_500_cases_on_this_commit_without_a_crash(tmp_path):
     print(json.dumps({k: record[k] for k in ("seed", "git", "totals")}, indent=2))
     assert record["totals"]["cases"] >= 500, record["totals"]
     assert record["totals"]["crashed"] == 0 and rc == 0, json.dumps(record["targets"], indent=2)[:5000]
+
+
+def test_robustness_page_quotes_the_committed_record():
+    docs = SCRIPT.parents[1] / "docs"
+    record = json.loads((docs / "fuzz-record.json").read_text())
+    page = " ".join((docs / "robustness.md").read_text().split())
+    t = record["totals"]
+    assert record["totals"]["crashed"] == 0 and not record["git"]["dirty"]
+    assert f"--seed {record['seed']}" in page and record["git"]["commit"][:8] in page
+    assert (
+        f"{t['cases']} cases: {t['ok']} ok, {t['flagged_as_unreadable']} flagged as unreadable, 0 crashed"
+        in page
+    )
+    for name, r in record["targets"].items():
+        row = f"| {name} | {r['cases']} | {r['ok']} | {r['flagged_as_unreadable']} | {r['crashed']} | {r['seconds']} |"
+        assert row in page, row
