@@ -1,5 +1,7 @@
-"""report.html of a scoring run: `report.render_report` plus the organization co-readout section and
-Grad-CAM overlays of the montage fields (`scoring.finish` supplies the numbers)."""
+"""report.html of a scoring run: the interactive page (`report.interactive`) and the static one
+(`report.html.render_report`, plots/report_static.html + plots/*.png for papers), both with the
+organization co-readout section and Grad-CAM overlays of the montage fields (`scoring.finish` supplies
+the numbers)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from fibroclass.schema import FLAGS, PLATE, RESCUE_PCT, ROLE
 from fibroclass.scoring.compounds.doseresponse import Fit4PL
 from fibroclass.scoring.report import html as rep
 from fibroclass.scoring.report import plots as rp
+from fibroclass.scoring.report.interactive import render_interactive_report
+from fibroclass.scoring.report.thumbnails import well_thumbnails
 from fibroclass.scoring.wells.organization import FLAG_ORG_DISAGREE, ORG_RESCUE_PCT
 
 
@@ -140,9 +144,15 @@ def write_report(
     organization: Mapping[str, dict],
     model: Any = None,
     gradcam: bool = True,
+    well_embeddings: np.ndarray | None = None,
+    assay_specs: Mapping[str, Any] | None = None,
+    assay_fits: Mapping[str, Mapping[str, Fit4PL]] | None = None,
+    thumbnails: int = 1536,
+    viability_min_pct: float = 70.0,
 ) -> Path:
-    """Write `out_dir/report.html` (+ plots/); `model` (the scoring classifier) gives the channel order
-    of the montage fields and, with `gradcam`, their Grad-CAM overlays."""
+    """Write `out_dir/report.html` (interactive) and `out_dir/plots/` (PNGs + report_static.html);
+    `model` (the scoring classifier) gives the channel order of the montage fields and, with `gradcam`,
+    their Grad-CAM overlays; `thumbnails`: how many wells get a field thumbnail in the heatmaps."""
     plots = Path(out_dir) / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     channels = tuple(getattr(getattr(model, "spec", None), "channels", None) or ("actin", "nuclei"))
@@ -158,9 +168,16 @@ def write_report(
         extra["controls"] = ("", f'<p class="note">{note}</p>')
     if gradcam and model is not None and images:
         extra["montage"] = ("", gradcam_section(model, images, plots))
-    return rep.render_report(
-        out_dir, fields, wells, compounds, {"plates": dict(plate_qc)}, fits, images, extra_sections=extra
-    )
+    qc = {"plates": dict(plate_qc)}
+    static = rep.static_sections(out_dir, fields, wells, compounds, qc, fits, images)
+    rep.render_report(
+        out_dir, fields, wells, compounds, qc, fits, images, extra_sections=extra,
+        filename="plots/report_static.html", sections=static,
+    )  # fmt: skip
+    return render_interactive_report(
+        out_dir, fields, wells, compounds, qc, fits, well_embeddings, static["montage"][1], extra,
+        assay_specs, assay_fits, well_thumbnails(fields, channels, thumbnails), viability_min_pct,
+    )  # fmt: skip
 
 
 __all__ = ["agreement_figure", "gradcam_section", "organization_section", "write_report"]
