@@ -25,9 +25,8 @@ from fibroclass.schema import (
     ROLE_TREATMENT,
     WELL,
 )
-from fibroclass.scoring.report.figures import esc, figure_div, note, num, role_color
+from fibroclass.scoring.report.figures import PALETTE, esc, figure_div, note, num, role_color
 
-PALETTE = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 MAX_COMPOUNDS = 60  # beyond this the map shows controls and the first compounds of compounds.csv
 
 

@@ -34,6 +34,7 @@ TEMPLATE = go.layout.Template(
     }
 )
 ASSAY_COLORS = ("#e6550d", "#3182bd", "#756bb1", "#31a354", "#de2d26")
+PALETTE = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 OTHER_COLOR = "#969696"
 _ID_RE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -98,6 +99,7 @@ def note(text: str) -> str:
 
 __all__ = [
     "ASSAY_COLORS",
+    "PALETTE",
     "CONFIG",
     "TEMPLATE",
     "call_color",

@@ -237,7 +237,7 @@ def heatmaps_section(
         '<img id="fc-well-thumb" alt="field thumbnail" hidden></div>'
         '<div id="fc-well-info" class="fc-well-info">hover a well</div></aside>'
     )
-    return note(text) + f'<div class="fc-plates">{"".join(divs)}{panel}</div>'
+    return note(text) + f'<div class="fc-heat"><div class="fc-plates">{"".join(divs)}</div>{panel}</div>'
 
 
 __all__ = ["Metric", "heatmaps_section", "hover_text", "metrics_for", "plate_figure", "qc_fail_fraction"]

@@ -53,7 +53,7 @@ def plate_rows(plates: Mapping[str, Mapping]) -> pd.DataFrame:
             "reasons": "; ".join(str(r) for r in q.get("reasons") or []),
         }
         for name, a in (q.get("assays") or {}).items():
-            row[f"assay:{name}"] = (
+            row[f"assay:{a.get('label') or name}"] = (
                 f"{num(a.get('fold_disease_vs_healthy'), '.1f')}x, Z′ {num(a.get('z_prime'), '.2f')}"
             )
         rows.append(row)

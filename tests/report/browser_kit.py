@@ -96,7 +96,9 @@ def console_errors(driver) -> list[str]:  # noqa: ANN001
 
 def remote_resources(driver) -> list[str]:  # noqa: ANN001
     """URLs the page loaded that are not embedded (data:, blob:) or the file itself."""
-    urls = driver.execute_script("return performance.getEntriesByType('resource').map(function (e) { return e.name; });")
+    urls = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(function (e) { return e.name; });"
+    )
     return [u for u in urls if not u.startswith(("data:", "blob:", "file:"))]
 
 
