@@ -27,6 +27,7 @@ TEMPLATE = go.layout.Template(
         "paper_bgcolor": "white",
         "plot_bgcolor": "white",
         "margin": {"l": 55, "r": 20, "t": 46, "b": 45},
+        "title": {"x": 0.01, "xanchor": "left", "font": {"size": 12}},  # left: the mode bar sits on the right
         "xaxis": _AXIS,
         "yaxis": _AXIS,
         "hoverlabel": {"font": {"family": FONT, "size": 11}, "align": "left"},

@@ -45,7 +45,7 @@ def compounds_section(screen: Screen) -> str:
     cols = [Column(COMPOUND, "compound"), Column("overall_call", "overall call", "call", title="pooled wells of all runs")]
     cols += [Column(f"call_{safe_label(lab)}", f"call {lab}", "call") for lab in labels]
     cols += [
-        Column("calls_agree", "runs agree", "bool"),
+        Column("calls_agree", "runs agree", "agree"),
         Column("n_runs", "runs", "num", ".0f"),
         Column("n_hit_runs", "hit in", "num", ".0f"),
         Column("ec50_uM", "pooled EC50 (µM)", "num"),
@@ -185,10 +185,16 @@ def zprime_figure(plates: pd.DataFrame) -> go.Figure:
             x=plates["unit"], y=plates["domain_shift_score"], mode="markers", yaxis="y2", name="domain shift",
             marker={"symbol": "diamond", "color": "#7b3294", "size": 8}, hovertemplate="domain shift %{y:.3g}<extra></extra>",
         ))  # fmt: skip
-        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": {"text": "domain shift score"}, "showgrid": False})
+        fig.update_layout(
+            yaxis2={"overlaying": "y", "side": "right", "title": {"text": "domain shift score", "standoff": 8},
+                    "showgrid": False, "rangemode": "tozero"},
+            margin={"r": 80},
+        )  # fmt: skip
     fig.update_layout(
         height=380, title={"text": "Z′ per plate, in run order (green: passed, red: failed)", "font": {"size": 12}},
-        yaxis={"title": {"text": "Z′"}}, xaxis={"type": "category", "title": {"text": "run / plate"}},
+        yaxis={"title": {"text": "Z′"}, "range": [min(0.0, float(np.nanmin(plates["z_prime"].astype(float))) - 0.1)
+                                                   if plates["z_prime"].notna().any() else 0.0, 1.05]},
+        xaxis={"type": "category", "title": {"text": "run / plate"}},
         legend={"orientation": "h", "y": 1.1},
     )  # fmt: skip
     return fig

@@ -16,7 +16,8 @@ from fibroclass.scoring.report.figures import dom_id, esc, num
 
 @dataclass(frozen=True)
 class Column:
-    """One table column: `kind` is text, num (format `fmt`), badge (PASS/FAIL), call, bool or link."""
+    """One table column: `kind` is text, num (format `fmt`), badge (PASS/FAIL), call, bool (yes is a
+    warning), agree (no is a warning) or link."""
 
     key: str
     label: str
@@ -42,9 +43,11 @@ def _cell(value: object, col: Column, row: dict, link: Callable[[dict], str] | N
     if col.kind == "badge":
         cls = "pass" if text.upper() == "PASS" else "fail"
         return f'<td class="text"><span class="badge {cls}">{esc(text)}</span></td>'
-    if col.kind == "bool":
+    if col.kind in ("bool", "agree"):
         on = text.lower() in ("true", "1", "yes")
-        return f'<td class="text" data-v="{int(on)}">{"<b class=warn>yes</b>" if on else "no"}</td>'
+        warn = on if col.kind == "bool" else not on
+        shown = "yes" if on else "no"
+        return f'<td class="text" data-v="{int(on)}">{f"<b class=warn>{shown}</b>" if warn else shown}</td>'
     if col.kind == "link" and link is not None:
         return f'<td class="text"><a href="{esc(link(row))}">{esc(text)}</a></td>'
     return f'<td class="text">{esc(text)}</td>'
@@ -60,7 +63,7 @@ def sortable_table(
     """`df` as a sortable table (only the `columns` present in it)."""
     cols = [c for c in columns if c.key in df]
     head = "".join(
-        f'<th data-kind="{"num" if c.kind in ("num", "bool") else "text"}" title="{esc(c.title or "click to sort")}">'
+        f'<th data-kind="{"num" if c.kind in ("num", "bool", "agree") else "text"}" title="{esc(c.title or "click to sort")}">'
         f"{esc(c.label)}</th>"
         for c in cols
     )
@@ -73,8 +76,8 @@ def sortable_table(
         else ""
     )
     return (
-        f'{box}<table class="fc-sortable" id="{esc(table_id)}"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
+        f'{box}<div class="fc-scroll"><table class="fc-sortable" id="{esc(table_id)}"><thead><tr>{head}</tr>'
+        f"</thead><tbody>{''.join(body)}</tbody></table></div>"
     )
 
 

@@ -102,13 +102,20 @@ def remote_resources(driver) -> list[str]:  # noqa: ANN001
     return [u for u in urls if not u.startswith(("data:", "blob:", "file:"))]
 
 
-def full_page_screenshot(driver, path: Path, max_height: int = 16000) -> Path:  # noqa: ANN001
-    """A screenshot of the whole page (window resized to its height, capped)."""
-    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
-    width = int(driver.execute_script("return window.innerWidth")) or 1500
-    driver.set_window_size(width, min(max(height, 800), max_height))
+def full_page_screenshot(driver, path: Path, max_height: int = 20000) -> Path:  # noqa: ANN001
+    """A screenshot of the whole page (DevTools: the viewport emulated at the page's full height, capped)."""
+    import base64
+
+    time.sleep(0.3)
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    width, height = int(size["width"]), min(int(size["height"]), max_height)
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+    )
     time.sleep(0.5)
-    driver.save_screenshot(str(path))
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    path.write_bytes(base64.b64decode(shot["data"]))
     return path
 
 
