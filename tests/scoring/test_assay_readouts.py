@@ -218,3 +218,24 @@ def test_a_bad_assay_plate_fails_before_any_scoring(tmp_path, kit, toy_model):
     assert not (tmp_path / "out" / "parts").exists() or not any(
         (tmp_path / "out" / "parts").rglob("*.parquet")
     )
+
+
+def test_cli_bad_assay_file_is_one_line_before_the_model_loads(tmp_path, kit, capsys):
+    from fibroclass.cli.app import main
+
+    layout = _layout("P1")
+    kit.make_index(tmp_path / "img", layout, sites=1, size=(24, 24))
+    platemap = kit.write_platemap(tmp_path / "platemap.csv", layout)
+    (tmp_path / "il6.csv").write_text("plate,well,il6\nP1,A01,12 pg/mL\n")
+    rc = main(
+        ["score", str(tmp_path / "img"), "--platemap", str(platemap), "--model", "models:/nothing@here",
+         "--out", str(tmp_path / "o"), "--assay", str(tmp_path / "il6.csv")]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1
+    assert "il6.csv line 2, column 'il6': '12 pg/mL' is not a number" in err
+    from typer.testing import CliRunner
+
+    from fibroclass.cli.app import app
+
+    assert "--assay" in CliRunner().invoke(app, ["score", "--help"]).output

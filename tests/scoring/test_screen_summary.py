@@ -159,3 +159,12 @@ def test_screen_page_renders_in_chromium(runs, tmp_path):
         assert total == 3 and drawn == total
         assert console_errors(driver) == [] and remote_resources(driver) == []
         full_page_screenshot(driver, screenshot_dir(tmp_path) / "screen.png")
+
+
+def test_report_help_has_an_example():
+    from typer.testing import CliRunner
+
+    from fibroclass.cli.app import app
+
+    result = CliRunner().invoke(app, ["report", "--help"])
+    assert result.exit_code == 0 and "Example: fibroclass report scores/day1 scores/day2" in result.output

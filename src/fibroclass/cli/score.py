@@ -115,14 +115,14 @@ def print_assays(compounds, plate_qc) -> None:  # noqa: ANN001 - compounds.csv, 
         return
     names = [c[: -len("_discordant")] for c in compounds.columns if c.endswith("_discordant")]
     for name in names:
+        entries = {p: q["assays"][name] for p, q in plate_qc.items() if name in (q.get("assays") or {})}
+        label = next((str(a.get("label") or name) for a in entries.values()), name)
         windows = [
-            f"{plate} {_fmt(q['assays'][name].get('fold_disease_vs_healthy'), '.1f')}x, "
-            f"Z′ {_fmt(q['assays'][name].get('z_prime'), '.2f')}"
-            for plate, q in plate_qc.items()
-            if name in (q.get("assays") or {})
+            f"{plate} {_fmt(a.get('fold_disease_vs_healthy'), '.1f')}x, Z′ {_fmt(a.get('z_prime'), '.2f')}"
+            for plate, a in entries.items()
         ]
-        table = Table(title=f"morphology vs {name} rescue (disease/healthy: {'; '.join(windows) or 'n/a'})")
-        for col in ("compound", "call", "morphology max %", f"{name} max %", "ρ doses", "discordant"):
+        table = Table(title=f"morphology vs {label} rescue (disease/healthy: {'; '.join(windows) or 'n/a'})")
+        for col in ("compound", "call", "morphology max %", f"{label} max %", "ρ doses", "discordant"):
             table.add_column(col, justify="left" if col in ("compound", "call", "discordant") else "right")
         for row in compounds.to_dict("records"):
             bad = bool(row.get(f"{name}_discordant"))
