@@ -141,3 +141,28 @@ def test_missing_key_columns_raise(tmp_path, report):
             report["compounds"],
             {},
         )
+
+
+def test_degenerate_runs_still_render(tmp_path):
+    """No usable rescue, no embeddings, no roles, no wells: the page is written with notes, never a crash."""
+    import pandas as pd
+
+    wells = pd.DataFrame({
+        "Metadata_Plate": ["P"] * 4, "Metadata_Well": ["A01", "A02", "B01", "B02"],
+        "role": ["healthy", "disease", "treatment", "treatment"], "compound": ["DMSO", "DMSO", "x", "x"],
+        "concentration_uM": [0, 0, 1, 10], "rescue_pct": [np.nan] * 4, "disease_score": [np.nan] * 4,
+    })  # fmt: skip
+    fields = pd.DataFrame(columns=["Metadata_Plate", "Metadata_Well", "qc_pass"])
+    comp = pd.DataFrame({"compound": ["x"], "call": ["inconclusive"], "call_reason": ["no dose"]})
+    html = render_interactive_report(
+        tmp_path, fields, wells, comp, {}, {}, np.full((4, 3), np.nan)
+    ).read_text()
+    assert "Too few wells with an embedding" in html and "fc-dr-x" in html  # a panel without points
+    bare = wells.drop(columns=["role", "rescue_pct", "disease_score"])
+    qc = {"plates": {"P": {"pass": False, "reasons": ["no controls"]}}}
+    html = render_interactive_report(tmp_path, fields, bare, comp, qc, {}, np.zeros((4, 0))).read_text()
+    assert "No well embeddings" in html and "no controls" in html
+    assert (
+        "No wells."
+        in render_interactive_report(tmp_path, fields, wells.iloc[:0], pd.DataFrame(), {}).read_text()
+    )

@@ -105,6 +105,7 @@ def grid_figure(
         rows=nrows, cols=ncols, subplot_titles=titles, horizontal_spacing=0.06, vertical_spacing=0.5 / nrows
     )
     col = rescue_col(name)
+    shown_names: set[str] = set()
     for i, n in enumerate(names):
         r, c = divmod(i, ncols)
         sub = treated[treated[COMPOUND].astype(str) == n].sort_values(CONC)
@@ -115,7 +116,8 @@ def grid_figure(
         )
         traces += readout_traces(sub, col, assay_fits.get(n), x, color, spec.label, "diamond", "dash", viable)
         for tr in traces:
-            tr.showlegend = i == 0 and tr.showlegend is not False
+            tr.showlegend = tr.showlegend is not False and tr.name not in shown_names  # once per name
+            shown_names.add(tr.name)
             fig.add_trace(tr, row=r + 1, col=c + 1)
         shown = sub[[RESCUE_PCT, col]].to_numpy(float)
         shown = shown[np.isfinite(shown)]
