@@ -43,6 +43,26 @@ def hover_well(driver, plate_div: str, row: int, col: int, rows: int, cols: int)
     )
 
 
+def pick_metric(driver, plate_div: str, label: str) -> list:  # noqa: ANN001
+    """Open a plate's readout menu with the mouse and choose `label`; the colorbar title and z range after."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    gd = driver.find_element("id", plate_div)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", gd)
+    ActionChains(driver).move_to_element(
+        gd.find_element("css selector", ".updatemenu-header")
+    ).click().perform()
+    time.sleep(0.4)
+    items = gd.find_elements("css selector", ".updatemenu-dropdown-button")
+    item = next(e for e in items if e.get_attribute("textContent") == label)
+    ActionChains(driver).move_to_element(item).click().perform()
+    time.sleep(0.5)
+    return driver.execute_script(
+        "var d = document.getElementById(arguments[0]).data[0]; return [d.colorbar.title.text, d.zmin, d.zmax];",
+        plate_div,
+    )
+
+
 def test_report_renders_and_is_interactive_in_chromium(page, tmp_path):
     with chromium() as driver:
         driver.get(page.as_uri())
@@ -57,6 +77,8 @@ def test_report_renders_and_is_interactive_in_chromium(page, tmp_path):
             state["well"] == "P96|B05" and not state["hidden"] and state["src"] == "data:image/jpeg;base64,"
         )
         assert "P96 B05" in state["text"] and "rescue" in state["text"] and "IL-6" in state["text"]
+        title, zmin, zmax = pick_metric(driver, "fc-plate-P96", "viability %")
+        assert (title, zmin, zmax) == ("viability %", 0, 130)
 
         order = driver.execute_script(
             "var t = document.getElementById('fc-compound-table');"

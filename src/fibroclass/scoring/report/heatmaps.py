@@ -106,7 +106,7 @@ def hover_text(row: Mapping, specs: Mapping[str, AssaySpec] | None = None) -> st
         )
     flags = str(row.get(FLAGS, "") or "")
     if flags and flags != "nan":
-        lines.append(f"<b>flags</b>: {esc(flags)}")
+        lines.append(f"<b>flags</b>: {esc(flags.replace(';', '; '))}")
     return "<br>".join(lines)
 
 
