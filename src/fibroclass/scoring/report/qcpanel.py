@@ -35,6 +35,14 @@ def domain_shift(q: Mapping) -> tuple[str, bool | None]:
     )
 
 
+def _mean_sd(q: Mapping, group: str) -> str:
+    """`-7.2 ± 1.5 (n=6)` for a control group, `n/a` when the plate has no statistics for it."""
+    mean = num(q.get(f"{group}_mean"))
+    if mean == "n/a":
+        return "n/a"
+    return f"{mean} ± {num(q.get(f'{group}_sd'))} (n={q.get(f'n_{group}', '?')})"
+
+
 def plate_rows(plates: Mapping[str, Mapping]) -> pd.DataFrame:
     """One row per plate: the numbers of plate_qc.json the table shows."""
     rows = []
@@ -45,8 +53,8 @@ def plate_rows(plates: Mapping[str, Mapping]) -> pd.DataFrame:
             "verdict": "PASS" if q.get("pass") else "FAIL",
             "z_prime": q.get("z_prime"),
             "ssmd": q.get("ssmd"),
-            "healthy": f"{num(q.get('healthy_mean'))} ± {num(q.get('healthy_sd'))} (n={q.get('n_healthy', 'n/a')})",
-            "disease": f"{num(q.get('disease_mean'))} ± {num(q.get('disease_sd'))} (n={q.get('n_disease', 'n/a')})",
+            "healthy": _mean_sd(q, "healthy"),
+            "disease": _mean_sd(q, "disease"),
             "flagged": q.get("n_fields_flagged"),
             "n_fields": q.get("n_fields"),
             "domain": ds_text + (" ⚠ out of distribution" if ood else ""),
