@@ -23,4 +23,8 @@ print("configs by name:", {k: shipped(k) for k in ("train", "score")})
 PY
 "$work/venv/bin/fibroclass" demo --out demo_out
 test -f demo_out/score/report.html && test -f demo_out/score/compounds.csv
+grep -q "il6_pg_ml_rescue_pct" demo_out/score/wells.csv  # the demo scores its simulated IL-6 assay
+grep -q "fcWirePlate" demo_out/score/report.html          # the interactive report (report.js shipped)
+"$work/venv/bin/fibroclass" report demo_out/score --out demo_out/screen/screen.html
+test -f demo_out/screen/screen_compounds.csv
 echo "wheel ok: installed fibroclass ran the demo from $work/empty"

@@ -6,7 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-# Shared generated-plate helpers (tests/data/tinyplate.py) importable as `import tinyplate`.
+# Shared helpers in tests/data importable by name: `import tinyplate` (generated plates), `import browser_kit`
+# (headless Chromium for the report tests).
 sys.path.insert(0, str(Path(__file__).parent / "data"))
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -14,7 +14,7 @@ from fibroclass.errors import FibroclassError
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 # One module per command; each defines `register(app: typer.Typer) -> None`.
-COMMAND_MODULES = ("simulate", "index", "split", "train", "evaluate", "explain", "score", "demo")
+COMMAND_MODULES = ("simulate", "index", "split", "train", "evaluate", "explain", "score", "report", "demo")
 
 app = typer.Typer(
     name="fibroclass",

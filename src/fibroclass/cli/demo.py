@@ -1,4 +1,5 @@
-"""`fibroclass demo`: simulate → index → split → train → register → score, then print a summary."""
+"""`fibroclass demo`: simulate → index → split → train → register → score (with the simulated IL-6 and
+wound-closure assays), then print a summary."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ def _summary(score_dir: Path, seconds: float) -> None:
         f"donor-held-out test AUROC: [bold]{auroc:.3f}[/]" if auroc is not None else "test AUROC: n/a"
     )
     print_summary(load_outputs(score_dir), run_stats=False)
+    console.print(f"report (interactive, opens offline): {score_dir / 'report.html'}")
     console.print(f"MLflow store: {uri}  training run: {run_id}")
     console.print(f"browse runs:  mlflow ui --backend-store-uri {uri}")
     console.print(f"total demo time: {seconds:.0f} s")
@@ -123,6 +125,8 @@ def register(app: typer.Typer) -> None:
                 "models:/fibroclass@challenger",
                 "--out",
                 str(score_dir),
+                "--assay",  # IL-6 (ELISA) and wound closure of the same wells, from the simulator's truth
+                str(out / "screen" / "assays.csv"),
             ],
             fresh_process=True,  # the registered model loads in a process that did not train it
         )

@@ -50,6 +50,7 @@ def print_summary(result, run_stats: bool = True) -> None:  # noqa: ANN001 - Sco
             console.print(f"  {plate}: {reasons}", markup=False)
     print_feature_errors(result.plate_qc)
     print_calls(result.compounds)
+    print_assays(result.compounds, result.plate_qc)
     doses = result.reference_doses
     if not doses.empty:
         ref = Table(title="reference compound: rescue by dose (mean of replicate wells)")
@@ -130,6 +131,35 @@ def print_calls(compounds) -> None:  # noqa: ANN001 - pandas DataFrame (compound
     console.print(table)
 
 
+def print_assays(compounds, plate_qc) -> None:  # noqa: ANN001 - compounds.csv, plate_qc.json plates
+    """Per secondary readout (`--assay`): its control window per plate, then morphology vs readout
+    rescue per compound (max rescue, Spearman ρ across doses, discordant)."""
+    if compounds is None or "discordant" not in compounds:
+        return
+    names = [c[: -len("_discordant")] for c in compounds.columns if c.endswith("_discordant")]
+    for name in names:
+        entries = {p: q["assays"][name] for p, q in plate_qc.items() if name in (q.get("assays") or {})}
+        label = next((str(a.get("label") or name) for a in entries.values()), name)
+        windows = [
+            f"{plate} {_fmt(a.get('fold_disease_vs_healthy'), '.1f')}x, Z′ {_fmt(a.get('z_prime'), '.2f')}"
+            for plate, a in entries.items()
+        ]
+        table = Table(title=f"morphology vs {label} rescue (disease/healthy: {'; '.join(windows) or 'n/a'})")
+        for col in ("compound", "call", "morphology max %", f"{label} max %", "ρ doses", "discordant"):
+            table.add_column(col, justify="left" if col in ("compound", "call", "discordant") else "right")
+        for row in compounds.to_dict("records"):
+            bad = bool(row.get(f"{name}_discordant"))
+            table.add_row(
+                str(row.get("compound")),
+                str(row.get("call", "")),
+                _fmt(row.get("max_rescue_pct"), ".0f"),
+                _fmt(row.get(f"{name}_max_rescue_pct"), ".0f"),
+                _fmt(row.get(f"{name}_rho"), ".2f"),
+                "[bold magenta]yes[/]" if bad else "no",
+            )
+        console.print(table)
+
+
 def log_to_mlflow(result, model: str, experiment: str) -> None:  # noqa: ANN001 - ScoreResult
     """Log the scoring run to MLflow (`tracking.scoring`); a tracking failure is a warning, not a loss."""
     from mlflow.exceptions import MlflowException
@@ -201,6 +231,12 @@ def register(app: typer.Typer) -> None:
         experiment: str = typer.Option(
             "fibroclass-score", "--experiment", help="MLflow experiment of the scoring runs."
         ),
+        assay: list[Path] | None = typer.Option(
+            None,
+            "--assay",
+            help="Secondary per-well readouts (CSV: plate, well, one column per readout, e.g. il6_pg_ml); "
+            "repeat for several files. Units in the header ('il6 [pg/mL]') or FILE.yaml beside it.",
+        ),
         **overrides: Any,  # the config options of SCORE_OPTIONS, added by config_options()
     ) -> None:
         """Score drug-screen plates: disease score per field, rescue % per well vs each plate's controls.
@@ -211,8 +247,13 @@ def register(app: typer.Typer) -> None:
         command resumes, re-running a finished one does nothing. With --shard K/N (same arguments on every
         shard, e.g. one per GPU or node) the last shard to finish merges; --merge merges explicitly.
 
+        --assay adds readouts measured on the same wells (ELISA IL-6, wound closure %): each is normalized to
+        the plate's controls like rescue_pct (<name>_rescue_pct in wells.csv), fitted with the same 4PL and
+        compared with the morphology rescue per compound (<name>_rho, <name>_discordant in compounds.csv).
+
         Example: fibroclass score plates/P001 --platemap platemap.csv --model models:/fibroclass@champion --out scores/P001
         """
+        from fibroclass.io.assays import read_assays
         from fibroclass.progress import show_progress
         from fibroclass.scoring.config import load_score_config
         from fibroclass.scoring.fields.parts import parse_shard
@@ -221,7 +262,10 @@ def register(app: typer.Typer) -> None:
         from fibroclass.tracking.models import load_classifier
 
         shard_kn = parse_shard(shard) if shard is not None else None
-        cfg = load_score_config(config).with_overrides(**overrides)  # config mistakes before any model I/O
+        assays = [str(a) for a in assay] if assay else None
+        cfg = load_score_config(config).with_overrides(**overrides, assays=assays)  # before any model I/O
+        if cfg.assays:
+            read_assays(cfg.assays)  # a bad readout file is a one-line error before the model loads
         show = show_progress(progress)
         result = run_score(
             roots,

@@ -69,6 +69,8 @@ def _report(result: SimulatedPlates) -> None:
     typer.echo(f"plate map:    {result.platemap}")
     truth = [result.ground_truth_wells, result.ground_truth_fields, result.ground_truth_compounds]
     typer.echo("ground truth: " + ", ".join(str(p) for p in truth if p is not None))
+    if result.assays is not None:
+        typer.echo(f"assays:       {result.assays} (IL-6, wound closure; fibroclass score --assay)")
 
 
 def register(app: typer.Typer) -> None:

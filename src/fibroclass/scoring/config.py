@@ -178,8 +178,13 @@ class ScoreConfig:
     readout: ReadoutSettings = field(default_factory=ReadoutSettings)  # a mapping of sections is parsed
     report: bool = True  # write report.html (+ plots/)
     report_gradcam: bool = True  # Grad-CAM overlays of the montage fields in the report
+    report_thumbnails: int = 1536  # wells with a field thumbnail in the report's plate heatmaps (0 = none)
+    assays: list[str] = field(default_factory=list)  # secondary readout files (io.assays), `--assay`
 
     def __post_init__(self) -> None:
+        if isinstance(self.assays, str | Path):
+            self.assays = [self.assays]
+        self.assays = [str(a) for a in (self.assays or [])]
         if not isinstance(self.readout, ReadoutSettings):
             self.readout = ReadoutSettings.from_dict(self.readout)
         missing = {"healthy", "disease"} - set(self.controls)
@@ -236,6 +241,7 @@ _NUMBERS = {
     "num_workers": int,
     "chunk_fields": int,
     "max_megapixels": float,
+    "report_thumbnails": int,
 }
 
 # `fibroclass score` options that override config attributes: option -> (attribute, help). Declared once.
@@ -266,9 +272,9 @@ _SECTIONS = {
         "compile": "compile",
         "chunk_fields": "chunk_fields",
     },
-    "report": {"enabled": "report", "gradcam": "report_gradcam"},
+    "report": {"enabled": "report", "gradcam": "report_gradcam", "thumbnails": "report_thumbnails"},
 }
-_TOP_LEVEL = {"controls", "reference", "compounds"}
+_TOP_LEVEL = {"controls", "reference", "compounds", "assays"}
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "score config") -> ScoreConfig:

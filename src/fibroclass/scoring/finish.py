@@ -18,6 +18,9 @@
    classifier reads as rescue a morphology that does not restore the organization phenotype.
 4. `compound_readout`: 4PL per compound at viable doses and calls (scoring.compounds.calls), from the plates that
    passed QC only; a compound tested only on failed plates keeps its numbers but is not called.
+5. Secondary readouts (`--assay` files, io.assays), when given: joined to the wells and normalized to each
+   plate's controls (scoring.wells.assays), fitted and compared with the morphology rescue per compound
+   (scoring.compounds.assays: `<readout>_rho`, `<readout>_discordant`).
 
 Without a usable organization readout the evidence is the embedding `offtarget_z` alone. Thresholds:
 the readout sections of the score config (configs/score/readout.yaml + `organization` in default.yaml).
@@ -26,15 +29,18 @@ the readout sections of the score config (configs/score/readout.yaml + `organiza
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from fibroclass.io.assays import AssayData, AssaySpec
 from fibroclass.schema import OFFTARGET
+from fibroclass.scoring.compounds.assays import assay_compound_readout
 from fibroclass.scoring.compounds.calls import compound_readout
 from fibroclass.scoring.compounds.doseresponse import Fit4PL
 from fibroclass.scoring.config import ReadoutSettings
+from fibroclass.scoring.wells.assays import attach_assays, normalize_assays
 from fibroclass.scoring.wells.flags import add_flag, flag_wells
 from fibroclass.scoring.wells.normalize import control_roles
 from fibroclass.scoring.wells.offtarget import FLAG_OFFTARGET, add_offtarget, offtarget_evidence
@@ -50,6 +56,9 @@ class Readout:
     fits: dict[str, Fit4PL]
     organization: dict[str, dict]  # plate → agreement summary (also stored in plate_qc.json)
     warnings: list[str]
+    assays: dict[str, dict[str, dict]] = field(default_factory=dict)  # plate → readout → control summary
+    assay_fits: dict[str, dict[str, Fit4PL]] = field(default_factory=dict)  # readout → compound → fit
+    assay_specs: dict[str, AssaySpec] = field(default_factory=dict)
 
 
 def finish(
@@ -59,6 +68,7 @@ def finish(
     controls: Mapping[str, str],
     compounds_query: str,
     settings: ReadoutSettings,
+    assays: AssayData | None = None,
 ) -> Readout:
     """Every post-aggregation step on the normalized wells (see the module docstring); sets `flags`."""
     wells = wells.reset_index(drop=True)
@@ -71,7 +81,16 @@ def finish(
         disagree = wells[ORG_DISCORDANCE_Z].abs() >= settings.organization.disagree_z
         add_flag(wells, disagree.fillna(False).astype(bool), FLAG_ORG_DISAGREE)
     compounds, fits = compound_readout(wells, plate_qc, compounds_query, settings)
-    return Readout(wells, compounds, fits, organization, warnings + org_warnings)
+    ro = Readout(wells, compounds, fits, organization, warnings + org_warnings)
+    if assays is not None and assays.specs:
+        wells, assay_warnings = attach_assays(wells, assays)
+        ro.wells, ro.assays = normalize_assays(wells, roles, assays.specs)
+        ro.compounds, ro.assay_fits = assay_compound_readout(
+            ro.wells, compounds, plate_qc, compounds_query, settings, assays.specs
+        )
+        ro.assay_specs = dict(assays.specs)
+        ro.warnings += assay_warnings
+    return ro
 
 
 __all__ = ["Readout", "finish"]

@@ -23,6 +23,7 @@ import pandas as pd
 
 from fibroclass import __version__
 from fibroclass.errors import FibroclassError
+from fibroclass.io.assays import files_fingerprint, read_assays
 from fibroclass.schema import FIELD_KEYS, FLAGS, QC_PASS
 from fibroclass.scoring.compounds.tables import reference_dose_table
 from fibroclass.scoring.config import ScoreConfig
@@ -168,6 +169,8 @@ def merge_parts(
     info_key = {k: v for k, v in (run_info or {}).items() if k != "created"}
     index_hash = hashlib.sha256(index.to_csv(index=False).encode()).hexdigest()
     merge_fp = sha_of([__version__, [c.fingerprint for c in chunks], cfg.to_dict(), index_hash, info_key])
+    if cfg.assays:  # readout files: their content, not only their paths
+        merge_fp = sha_of([merge_fp, files_fingerprint(cfg.assays)])
     stamp = parts_dir / MERGE_STAMP
     with _locked(parts_dir / ".merge.lock"):
         try:
@@ -222,10 +225,13 @@ def _finish(
     wells, controls = normalize_plates(wells, cfg.controls)
     qc = plate_qc(fields, controls, cfg.z_prime_min, cfg.z_prime_scale)
     # off-target, organization agreement, flags, 4PL fits and calls (scoring.finish)
-    ro = finish(wells, well_emb, qc, cfg.controls, cfg.compounds, cfg.readout)
+    assays = read_assays(cfg.assays) if cfg.assays else None
+    ro = finish(wells, well_emb, qc, cfg.controls, cfg.compounds, cfg.readout, assays)
     wells, compounds = ro.wells, ro.compounds
     for plate, entry in ro.organization.items():
         qc[plate]["organization"] = entry
+    for plate, entry in ro.assays.items():
+        qc[plate]["assays"] = entry
     reference = reference_dose_table(wells, cfg.reference, cfg.compounds)
 
     info = {
@@ -236,6 +242,7 @@ def _finish(
         "n_fields": len(fields),
         "n_wells": len(wells),
         "plates": sorted(qc),
+        **({"assay_files": dict(zip(cfg.assays, files_fingerprint(cfg.assays), strict=True))} if cfg.assays else {}),
         **(run_info or {}),
     }
     files = write_outputs(out, fields, field_emb_file, wells, well_emb, compounds, qc, cfg.z_prime_min, info)
@@ -246,6 +253,8 @@ def _finish(
         files["report.html"] = write_report(
             out, fields, wells, compounds, qc, ro.fits, ro.organization, model, cfg.report_gradcam,
             problems=report_problems,
+            well_embeddings=well_emb, assay_specs=ro.assay_specs, assay_fits=ro.assay_fits,
+            thumbnails=cfg.report_thumbnails, viability_min_pct=cfg.readout.calls.viability_min_pct,
         )  # fmt: skip
     return ScoreResult(
         out_dir=out,

@@ -30,6 +30,7 @@ import pandas as pd
 
 from fibroclass.data.illumination import IlluminationSettings
 from fibroclass.errors import FibroclassError
+from fibroclass.io.assays import read_assays
 from fibroclass.schema import FIELD_KEYS, PLATE
 from fibroclass.scoring.config import ScoreConfig, load_score_config
 from fibroclass.scoring.fields.features import FIELD_FEATURES, FieldFeature, configure_features, feature_id
@@ -42,6 +43,7 @@ from fibroclass.scoring.fields.parts import PARTS_DIR, model_fingerprint, plan_c
 from fibroclass.scoring.fields.stage import _score_chunks
 from fibroclass.scoring.merge import merge_parts
 from fibroclass.scoring.outputs import ScoreResult
+from fibroclass.scoring.wells.assays import check_assays
 
 
 @dataclass
@@ -96,6 +98,8 @@ def score_index(
     features = configure_features(features, cfg.readout)
     runner = make_runner(model, cfg.device, cfg.precision, cfg.compile)
     field_paths(index, model.spec.channels)  # a missing channel column is a user error before any work
+    if cfg.assays:  # a bad readout file, plate or column name: an error before any work, too
+        check_assays(read_assays(cfg.assays), index)
     stage = sha_of([model_fingerprint(model), [feature_id(f) for f in features], runner.precision])
     per_plate = IlluminationSettings.from_dict((model.spec.extra or {}).get("illumination")).enabled
     chunks = plan_chunks(index, out / PARTS_DIR, model.spec.channels, stage, cfg.chunk_fields, per_plate)

@@ -1,7 +1,8 @@
 """Whole simulated plate sets on disk: images, plate map and ground-truth tables.
 
 Layout of `out`: `images/<plate>/<files>` (named by the chosen writer), `platemap.csv`,
-`ground_truth_wells.csv`, `ground_truth_fields.csv` and, for screens, `ground_truth_compounds.csv`.
+`ground_truth_wells.csv`, `ground_truth_fields.csv` and, for screens, `ground_truth_compounds.csv` and the
+secondary readouts `assays.csv` + `assays.yaml` (IL-6, wound closure; simulate.assays).
 Every field is rendered from its own stream (seed, plate, well, site), so pixels do not depend on
 the naming, the number of workers or the order of rendering.
 """
@@ -19,6 +20,7 @@ from fibroclass import schema
 from fibroclass.errors import FibroclassError
 from fibroclass.simulate import compounds as cpd
 from fibroclass.simulate import plates as pl
+from fibroclass.simulate.assays import write_assays
 from fibroclass.simulate.render import MIN_SIZE, RenderedField, render_field
 from fibroclass.simulate.seeding import rng_for
 from fibroclass.simulate.writers import get_writer
@@ -39,6 +41,7 @@ class SimulatedPlates:
     plates: tuple[str, ...]
     naming: str
     n_fields: int
+    assays: Path | None = None  # screens: per-well IL-6 and wound closure (simulate.assays)
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,8 @@ def simulate_screen(
     )
     gt_compounds = out / "ground_truth_compounds.csv"
     pl.compounds_frame(plate_format).to_csv(gt_compounds, index=False)
+    assays = write_assays(out, plans, seed)
     return SimulatedPlates(
-        out, images_dir, platemap, gt_wells, gt_fields, gt_compounds, plates, naming, len(plans) * fields
-    )
+        out, images_dir, platemap, gt_wells, gt_fields, gt_compounds, plates, naming, len(plans) * fields,
+        assays,
+    )  # fmt: skip

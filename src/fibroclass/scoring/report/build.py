@@ -1,5 +1,7 @@
-"""report.html of a scoring run: `report.render_report` plus the organization co-readout section and
-Grad-CAM overlays of the montage fields (`scoring.finish` supplies the numbers)."""
+"""report.html of a scoring run: the interactive page (`report.interactive`) and the static one
+(`report.html.render_report`, plots/report_static.html + plots/*.png for papers), both with the
+organization co-readout section and Grad-CAM overlays of the montage fields (`scoring.finish` supplies
+the numbers)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from fibroclass.schema import FLAGS, PLATE, RESCUE_PCT, ROLE
 from fibroclass.scoring.compounds.doseresponse import Fit4PL
 from fibroclass.scoring.report import html as rep
 from fibroclass.scoring.report import plots as rp
+from fibroclass.scoring.report.interactive import render_interactive_report
+from fibroclass.scoring.report.thumbnails import well_thumbnails
 from fibroclass.scoring.wells.organization import FLAG_ORG_DISAGREE, ORG_RESCUE_PCT
 
 
@@ -156,10 +160,17 @@ def write_report(
     model: Any = None,
     gradcam: bool = True,
     problems: list[str] | None = None,
+    well_embeddings: np.ndarray | None = None,
+    assay_specs: Mapping[str, Any] | None = None,
+    assay_fits: Mapping[str, Mapping[str, Fit4PL]] | None = None,
+    thumbnails: int = 1536,
+    viability_min_pct: float = 70.0,
 ) -> Path:
-    """Write `out_dir/report.html` (+ plots/); `model` (the scoring classifier) gives the channel order
-    of the montage fields and, with `gradcam`, their Grad-CAM overlays. Parts that fail (montage, Grad-CAM)
-    are named with their exception type in the report and appended to `problems` (for the CLI)."""
+    """Write `out_dir/report.html` (interactive) and `out_dir/plots/` (PNGs + report_static.html);
+    `model` (the scoring classifier) gives the channel order of the montage fields and, with `gradcam`,
+    their Grad-CAM overlays; `thumbnails`: how many wells get a field thumbnail in the heatmaps. Parts that
+    fail (montage, Grad-CAM) are named with their exception type in the report and appended to `problems`
+    (for the CLI)."""
     problems = [] if problems is None else problems
     plots = Path(out_dir) / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -179,9 +190,16 @@ def write_report(
         extra["montage"] = ("", gradcam_section(model, images, plots, problems))
     if problems:
         extra["montage"] = ("", extra.get("montage", ("", ""))[1] + _problem_note(problems))
-    return rep.render_report(
-        out_dir, fields, wells, compounds, {"plates": dict(plate_qc)}, fits, images, extra_sections=extra
-    )
+    qc = {"plates": dict(plate_qc)}
+    static = rep.static_sections(out_dir, fields, wells, compounds, qc, fits, images)
+    rep.render_report(
+        out_dir, fields, wells, compounds, qc, fits, images, extra_sections=extra,
+        filename="plots/report_static.html", sections=static,
+    )  # fmt: skip
+    return render_interactive_report(
+        out_dir, fields, wells, compounds, qc, fits, well_embeddings, static["montage"][1], extra,
+        assay_specs, assay_fits, well_thumbnails(fields, channels, thumbnails), viability_min_pct,
+    )  # fmt: skip
 
 
 __all__ = ["agreement_figure", "failure", "gradcam_section", "organization_section", "write_report"]

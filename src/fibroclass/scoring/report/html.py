@@ -214,6 +214,33 @@ def _montage(images: Mapping[str, np.ndarray] | None, plots: Path) -> str:
     )
 
 
+def static_sections(
+    out_dir: str | Path,
+    fields: pd.DataFrame,
+    wells: pd.DataFrame,
+    compounds: pd.DataFrame,
+    plate_qc: Mapping,
+    fits: Mapping[str, Fit4PL] | None = None,
+    montage_images: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, tuple[str, str]]:
+    """Section id → (title, HTML with embedded PNGs); writes every PNG to `out_dir/plots/`."""
+    for col in (PLATE, WELL):
+        if col not in wells:
+            raise FibroclassError(f"report: wells table lacks column '{col}'")
+    plots = Path(out_dir) / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    plates = _plates_of(plate_qc)
+    fits = fits or {}
+    return {
+        "plate-qc": ("Plate QC", _banner(plates)),
+        "compounds": ("Compounds", _compound_table(compounds)),
+        "dose-response": ("Dose response", _dose_response(wells, compounds, fits, plots)),
+        "heatmaps": ("Plate heatmaps", _heatmaps(fields, wells, plots)),
+        "controls": ("Control distributions", _controls(wells, plates, plots)),
+        "montage": ("Representative fields", _montage(montage_images, plots)),
+    }
+
+
 def render_report(
     out_dir: str | Path,
     fields: pd.DataFrame,
@@ -224,30 +251,21 @@ def render_report(
     montage_images: Mapping[str, np.ndarray] | None = None,
     title: str = "fibroclass screening report",
     extra_sections: Mapping[str, tuple[str, str]] | None = None,
+    filename: str = "report.html",
+    sections: Mapping[str, tuple[str, str]] | None = None,
 ) -> Path:
-    """Write `out_dir/report.html` (self-contained) and `out_dir/plots/*.png`; returns the HTML path.
+    """Write `out_dir/<filename>` (self-contained, no JavaScript) and `out_dir/plots/*.png`; returns the
+    HTML path.
 
     `wells` needs `Metadata_Plate`, `Metadata_Well`; rescue/viability/role/compound/concentration/
     disease-score columns are plotted when present. `plate_qc` is `plate_qc.json` (or its `plates`).
     `extra_sections`: section id → (title, HTML); an existing id gets the HTML appended, a new one is
-    added at the end.
+    added at the end. `sections`: those of `static_sections`, when already made.
     """
-    for col in (PLATE, WELL):
-        if col not in wells:
-            raise FibroclassError(f"report: wells table lacks column '{col}'")
     out = Path(out_dir)
-    plots = out / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
-    plates = _plates_of(plate_qc)
-    fits = fits or {}
-    sections = {
-        "plate-qc": ("Plate QC", _banner(plates)),
-        "compounds": ("Compounds", _compound_table(compounds)),
-        "dose-response": ("Dose response", _dose_response(wells, compounds, fits, plots)),
-        "heatmaps": ("Plate heatmaps", _heatmaps(fields, wells, plots)),
-        "controls": ("Control distributions", _controls(wells, plates, plots)),
-        "montage": ("Representative fields", _montage(montage_images, plots)),
-    }
+    if sections is None:
+        sections = static_sections(out, fields, wells, compounds, plate_qc, fits, montage_images)
+    sections = dict(sections)
     for sid, (t, content) in (extra_sections or {}).items():
         sections[sid] = (sections[sid][0], sections[sid][1] + content) if sid in sections else (t, content)
     body = "".join(
@@ -263,7 +281,8 @@ def render_report(
         resources.files("fibroclass.scoring.report").joinpath("templates/report.html").read_text("utf-8")
     )
     page = template.substitute(title=html.escape(title), meta=html.escape(meta), body=body)
-    path = out / "report.html"
+    path = out / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
 
