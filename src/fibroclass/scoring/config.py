@@ -22,7 +22,7 @@ from fibroclass.errors import FibroclassError
 from fibroclass.io.formats.stacks import check_z
 from fibroclass.measure.field_qc import FieldQCParams
 from fibroclass.measure.nuclei import NucleiParams
-from fibroclass.measure.organization import ORG_COHERENCY, ORG_PREFIX
+from fibroclass.measure.organization import FIELD_SIGMA, ORG_COHERENCY, ORG_PREFIX, WINDOW_UM
 from fibroclass.settings import Section, check_keys
 
 
@@ -68,10 +68,16 @@ class OrganizationParams(Section):
     min_spread_pct: float = 5.0  # floor (% points) on the control spreads used for the z-scores
     confirm_offtarget: bool = True  # a confirmed rescue explains the embedding's orthogonal residual
     max_side: int = 512  # fields larger than this (px) are block-mean downsampled for the org_* features
+    window_um: float = WINDOW_UM  # OrientationJ local window σ (µm), converted per field with its pixel size
+    window_px: float = FIELD_SIGMA  # the window (px of the analysed field) where the pixel size is unknown
 
     def __post_init__(self) -> None:
         if not str(self.feature).startswith(ORG_PREFIX):
             raise FibroclassError(f"organization.feature must name an org_* column, got {self.feature!r}")
+        if not (self.window_um > 0 and self.window_px > 0):
+            raise FibroclassError(
+                f"organization.window_um and window_px must be > 0, got {self.window_um}, {self.window_px}"
+            )
 
 
 @dataclass(frozen=True)
