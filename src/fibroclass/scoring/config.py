@@ -80,6 +80,44 @@ class OrganizationParams(Section):
             )
 
 
+RESCUE_METERS = ("fused", "axis", "logit")
+# Organization columns the fused meter may use: shape and order, never cell number (toxicity is not rescue).
+FUSED_FEATURES = (
+    ORG_COHERENCY,
+    "org_order_parameter",
+    "org_local_order",
+    "org_nuclei_area_mean",
+    "org_nuclei_eccentricity_mean",
+    "org_nuclei_aspect_mean",
+    "org_nuclei_order",
+    "org_nuclei_log_aspect",
+)
+
+
+@dataclass(frozen=True)
+class RescueParams(Section):
+    """The `rescue` section: which meter `rescue_pct` is computed on (scoring.wells.readout)."""
+
+    SECTION: ClassVar[str] = "rescue"
+
+    meter: str = "fused"  # fused | axis | logit
+    embedding_pcs: int = 8  # principal components of the control wells' embeddings the LDA sees
+    fused_logit: bool = True  # the fused meter also sees the CNN logit
+    features: tuple[str, ...] = FUSED_FEATURES  # org_* well columns of the fused meter
+
+    def __post_init__(self) -> None:
+        if self.meter not in RESCUE_METERS:
+            raise FibroclassError(f"rescue.meter must be one of {', '.join(RESCUE_METERS)}, got {self.meter!r}")
+        if int(self.embedding_pcs) < 0:
+            raise FibroclassError(f"rescue.embedding_pcs must be >= 0, got {self.embedding_pcs}")
+        feats = (self.features,) if isinstance(self.features, str) else tuple(self.features)
+        bad = [f for f in feats if not str(f).startswith(ORG_PREFIX)]
+        if bad:
+            raise FibroclassError(f"rescue.features must name org_* columns, got {bad}")
+        object.__setattr__(self, "features", tuple(str(f) for f in feats))
+        object.__setattr__(self, "embedding_pcs", int(self.embedding_pcs))
+
+
 @dataclass(frozen=True)
 class DoseResponseParams(Section):
     """The `dose_response` section of `configs/score/readout.yaml` (documented there)."""
@@ -114,6 +152,7 @@ class ReadoutSettings:
     dose_response: DoseResponseParams = field(default_factory=DoseResponseParams)
     calls: CallParams = field(default_factory=CallParams)
     organization: OrganizationParams = field(default_factory=OrganizationParams)
+    rescue: RescueParams = field(default_factory=RescueParams)
 
     @classmethod
     def from_dict(cls, raw: Mapping | None, source: str = "score config") -> ReadoutSettings:
@@ -137,6 +176,7 @@ class ReadoutSettings:
                 dose_response=DoseResponseParams.from_dict(sections["dose_response"]),
                 calls=calls,
                 organization=OrganizationParams.from_dict(sections["organization"]),
+                rescue=RescueParams.from_dict(sections["rescue"]),
             )
         except FibroclassError as exc:
             text = str(exc)
@@ -172,7 +212,7 @@ class ScoreConfig:
     reference: str = "role == 'reference'"
     compounds: str = "role in ['treatment', 'reference'] and concentration_uM > 0"
     z_prime_min: float = 0.5
-    z_prime_scale: str = "probability"  # Z′/SSMD on p(disease) of the control wells, or "score" (logits)
+    z_prime_scale: str = "readout"  # Z′/SSMD on the rescue meter's scale, or "probability" (p(disease))
     batch_size: int = 64
     num_workers: int = 0
     device: str = "auto"
@@ -211,9 +251,11 @@ class ScoreConfig:
                 f"score config: inference.precision must be auto, fp32 or bf16, got {self.precision!r}"
             )
         self.z = check_z(self.z)
-        if self.z_prime_scale not in ("probability", "score"):
+        if self.z_prime_scale == "score":  # the name before there were meters: the scale rescue uses
+            self.z_prime_scale = "readout"
+        if self.z_prime_scale not in ("readout", "probability"):
             raise FibroclassError(
-                f"score config: qc.z_prime_scale must be probability or score, got {self.z_prime_scale!r}"
+                f"score config: qc.z_prime_scale must be readout or probability, got {self.z_prime_scale!r}"
             )
         if self.chunk_fields < 1:
             raise FibroclassError(

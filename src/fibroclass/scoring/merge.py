@@ -28,8 +28,8 @@ from fibroclass.scoring.fields.qc import plate_field_qc
 from fibroclass.scoring.finish import finish
 from fibroclass.scoring.outputs import FILES, ScoreResult, field_table, well_table, write_outputs
 from fibroclass.scoring.wells.aggregate import aggregate_wells, well_features
-from fibroclass.scoring.wells.normalize import normalize_plates
 from fibroclass.scoring.wells.plate_qc import plate_qc
+from fibroclass.scoring.wells.readout import rescue_readout
 
 MERGE_STAMP = "merged.json"
 # -- merge -------------------------------------------------------------------------------------------------
@@ -211,8 +211,9 @@ def _finish(
     run_info: dict[str, Any] | None,
 ) -> ScoreResult:
     """Cross-plate steps on the well table, then every output file (embeddings moved into place)."""
-    wells, controls = normalize_plates(wells, cfg.controls)
-    qc = plate_qc(fields, controls, cfg.z_prime_min, cfg.z_prime_scale)
+    # rescue meters fitted on the controls, rescue_pct on the primary one (scoring.wells.readout)
+    wells, controls, meter = rescue_readout(wells, well_emb, cfg.controls, cfg.readout.rescue)
+    qc = plate_qc(fields, controls, cfg.z_prime_min, cfg.z_prime_scale, meter["meter"])
     # off-target, organization agreement, flags, 4PL fits and calls (scoring.finish)
     ro = finish(wells, well_emb, qc, cfg.controls, cfg.compounds, cfg.readout)
     wells, compounds = ro.wells, ro.compounds
@@ -228,6 +229,7 @@ def _finish(
         "n_fields": len(fields),
         "n_wells": len(wells),
         "plates": sorted(qc),
+        "rescue_meter": meter,
         **(run_info or {}),
     }
     files = write_outputs(out, fields, field_emb_file, wells, well_emb, compounds, qc, cfg.z_prime_min, info)
