@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -132,6 +133,7 @@ def score(run: Run) -> Path:
     cfg = run.out / "score_config.yaml"
     cfg.write_text(f"include: {REPO / 'configs' / 'score' / 'default.yaml'}\nreport:\n  enabled: false\n")
     out = run.out / "score"
+    shutil.rmtree(out, ignore_errors=True)  # never reuse parts scored by other code
     t0 = time.perf_counter()
     _fib(
         "score", str(run.out / "screen" / "images"), "--platemap", str(run.out / "screen" / "platemap.csv"),

@@ -119,6 +119,24 @@ class RescueParams(Section):
 
 
 @dataclass(frozen=True)
+class ActivityParams(Section):
+    """The `activity` section: phenotypic activity (copairs mAP vs vehicle, scoring.compounds.activity)."""
+
+    SECTION: ClassVar[str] = "activity"
+
+    enabled: bool = True
+    null_size: int = 10000  # permutations of copairs' null distribution (p-values)
+    fdr: float = 0.05  # a dose is active when its Benjamini-Hochberg q-value is below this
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if int(self.null_size) < 100 or not 0 < float(self.fdr) < 1:
+            raise FibroclassError(
+                f"activity.null_size must be >= 100 and activity.fdr in (0, 1), got {self.null_size}, {self.fdr}"
+            )
+
+
+@dataclass(frozen=True)
 class DoseResponseParams(Section):
     """The `dose_response` section of `configs/score/readout.yaml` (documented there)."""
 
@@ -153,6 +171,7 @@ class ReadoutSettings:
     calls: CallParams = field(default_factory=CallParams)
     organization: OrganizationParams = field(default_factory=OrganizationParams)
     rescue: RescueParams = field(default_factory=RescueParams)
+    activity: ActivityParams = field(default_factory=ActivityParams)
 
     @classmethod
     def from_dict(cls, raw: Mapping | None, source: str = "score config") -> ReadoutSettings:
@@ -177,6 +196,7 @@ class ReadoutSettings:
                 calls=calls,
                 organization=OrganizationParams.from_dict(sections["organization"]),
                 rescue=RescueParams.from_dict(sections["rescue"]),
+                activity=ActivityParams.from_dict(sections["activity"]),
             )
         except FibroclassError as exc:
             text = str(exc)

@@ -18,6 +18,8 @@
    classifier reads as rescue a morphology that does not restore the organization phenotype.
 4. `compound_readout`: 4PL per compound at viable doses and calls (scoring.compounds.calls), from the plates that
    passed QC only; a compound tested only on failed plates keeps its numbers but is not called.
+5. `phenotypic_activity`: mAP of replicate wells against the vehicle wells in the embedding, per compound x
+   dose (copairs; scoring.compounds.activity): `activity` (activity.csv) and `activity_*` columns of compounds.
 
 Without a usable organization readout the evidence is the embedding `offtarget_z` alone. Thresholds:
 the readout sections of the score config (configs/score/readout.yaml + `organization` in default.yaml).
@@ -26,17 +28,18 @@ the readout sections of the score config (configs/score/readout.yaml + `organiza
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from fibroclass.schema import OFFTARGET
+from fibroclass.schema import COMPOUND, OFFTARGET
+from fibroclass.scoring.compounds.activity import DOSE_COLUMNS, phenotypic_activity
 from fibroclass.scoring.compounds.calls import compound_readout
 from fibroclass.scoring.compounds.doseresponse import Fit4PL
 from fibroclass.scoring.config import ReadoutSettings
 from fibroclass.scoring.wells.flags import add_flag, flag_wells
-from fibroclass.scoring.wells.normalize import control_roles
+from fibroclass.scoring.wells.normalize import control_roles, query_mask
 from fibroclass.scoring.wells.offtarget import FLAG_OFFTARGET, add_offtarget, offtarget_evidence
 from fibroclass.scoring.wells.organization import FLAG_ORG_DISAGREE, ORG_DISCORDANCE_Z, organization_agreement
 
@@ -50,6 +53,7 @@ class Readout:
     fits: dict[str, Fit4PL]
     organization: dict[str, dict]  # plate → agreement summary (also stored in plate_qc.json)
     warnings: list[str]
+    activity: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(DOSE_COLUMNS)))
 
 
 def finish(
@@ -71,7 +75,16 @@ def finish(
         disagree = wells[ORG_DISCORDANCE_Z].abs() >= settings.organization.disagree_z
         add_flag(wells, disagree.fillna(False).astype(bool), FLAG_ORG_DISAGREE)
     compounds, fits = compound_readout(wells, plate_qc, compounds_query, settings)
-    return Readout(wells, compounds, fits, organization, warnings + org_warnings)
+    activity = pd.DataFrame(columns=list(DOSE_COLUMNS))
+    if settings.activity.enabled:
+        a = settings.activity
+        treated = query_mask(wells, compounds_query, "compounds") if len(wells) else np.zeros(0, bool)
+        act = phenotypic_activity(wells, well_emb, roles, treated, a.null_size, a.fdr, a.seed)
+        activity = act.per_dose
+        compounds = compounds.merge(act.per_compound, on=COMPOUND, how="left")
+        if act.note:
+            org_warnings.append(f"no phenotypic activity: {act.note}")
+    return Readout(wells, compounds, fits, organization, warnings + org_warnings, activity)
 
 
 __all__ = ["Readout", "finish"]

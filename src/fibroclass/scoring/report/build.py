@@ -18,6 +18,7 @@ from fibroclass.schema import FLAGS, PLATE, RESCUE_PCT, ROLE
 from fibroclass.scoring.compounds.doseresponse import Fit4PL
 from fibroclass.scoring.report import html as rep
 from fibroclass.scoring.report import plots as rp
+from fibroclass.scoring.report.activity import activity_section
 from fibroclass.scoring.wells.organization import FLAG_ORG_DISAGREE, ORG_RESCUE_PCT
 
 
@@ -140,6 +141,7 @@ def write_report(
     organization: Mapping[str, dict],
     model: Any = None,
     gradcam: bool = True,
+    activity: pd.DataFrame | None = None,
 ) -> Path:
     """Write `out_dir/report.html` (+ plots/); `model` (the scoring classifier) gives the channel order
     of the montage fields and, with `gradcam`, their Grad-CAM overlays."""
@@ -156,6 +158,7 @@ def write_report(
     if {str(q.get("z_prime_scale", "score")) for q in plate_qc.values()} == {"probability"}:
         note = "Z′ and SSMD are computed on p(disease) = sigmoid(well score) of the control wells."
         extra["controls"] = ("", f'<p class="note">{note}</p>')
+    extra["activity"] = ("Phenotypic activity (mAP vs vehicle)", activity_section(activity, plots))
     if gradcam and model is not None and images:
         extra["montage"] = ("", gradcam_section(model, images, plots))
     return rep.render_report(
