@@ -54,7 +54,9 @@ class Setting:
 
 SETTINGS = {
     "default": Setting("default", note="simulator defaults"),
-    "donors": Setting("donors", donor_variation=2.0, unseen_donor=True, note="2x donor variation, unseen donor"),
+    "donors": Setting(
+        "donors", donor_variation=2.0, unseen_donor=True, note="2x donor variation, unseen donor"
+    ),
     "partial": Setting("partial", rescue_emax=0.6, note="every rescuer Emax 60 %"),
 }
 
@@ -109,17 +111,34 @@ def prepare(out: Path, setting: Setting, seed: int, size: int, fields: int, plat
     common = {"seed": seed, "size": size, "fields": fields, "donor_variation": setting.donor_variation}
     simulate_training_set(out / "train", donors_per_class=donors, **common)
     simulate_screen(
-        out / "screen", n_plates=plates, donor_index=run.donor_index, rescue_emax=setting.rescue_emax, **common
+        out / "screen",
+        n_plates=plates,
+        donor_index=run.donor_index,
+        rescue_emax=setting.rescue_emax,
+        **common,
     )
     run.times["simulate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     index = out / "train_index.parquet"
-    _fib("index", str(out / "train" / "images"), "--platemap", str(out / "train" / "platemap.csv"), "--out", str(index))
+    _fib(
+        "index",
+        str(out / "train" / "images"),
+        "--platemap",
+        str(out / "train" / "platemap.csv"),
+        "--out",
+        str(index),
+    )
     _fib("split", str(index), "--by", "donor", "--out", str(out / "split"), "--seed", str(seed))
     cwd = Path.cwd()
     os.chdir(out)  # lightning_logs/ of the fit land in the run folder
     try:
-        _fib("train", "--config", str(REPO / "configs" / "train" / "default.yaml"), "--data.split", str(out / "split"))
+        _fib(
+            "train",
+            "--config",
+            str(REPO / "configs" / "train" / "default.yaml"),
+            "--data.split",
+            str(out / "split"),
+        )
     finally:
         os.chdir(cwd)
     run.times["index+split+train"] = time.perf_counter() - t0
@@ -193,7 +212,9 @@ def meter_figures(wells: pd.DataFrame, truth: pd.DataFrame, comps: pd.DataFrame,
             "emax_pct": fit.emax_pct if fit is not None else math.nan,
             "true_emax_pct": 100.0 * r.emax,
         }
-    fitted_order = sorted(ec50, key=lambda c: (math.isnan(ec50[c]["ratio"]), fits[c].ec50_uM if c in fits else 0))
+    fitted_order = sorted(
+        ec50, key=lambda c: (math.isnan(ec50[c]["ratio"]), fits[c].ec50_uM if c in fits else 0)
+    )
     true_order = list(rescuers.sort_values("ec50_uM")["compound"])
     return {
         "spearman": rho,
@@ -206,21 +227,30 @@ def meter_figures(wells: pd.DataFrame, truth: pd.DataFrame, comps: pd.DataFrame,
 
 
 def compare(run: Run, score_dir: Path) -> dict[str, Any]:
+    """Every meter of one scored screen vs its ground truth (`rows_of` turns it into table rows)."""
+    out = compare_dirs(score_dir, run.out / "screen", run.setting, run.seed, run.donor_index)
+    out["times"] = run.times
+    return out
+
+
+def compare_dirs(
+    score_dir: Path, sim: Path, setting: Setting, seed: int, donor_index: int = 1
+) -> dict[str, Any]:
+    """`compare` for a score folder and the simulation folder it scored (also used by readout_truth.py)."""
     wells = pd.read_csv(score_dir / "wells.csv")
-    comps = pd.read_csv(run.out / "screen" / "ground_truth_compounds.csv")
-    truth = true_rescue(wells, run.out / "screen", run.seed, run.donor_index, run.setting.donor_variation)
+    comps = pd.read_csv(sim / "ground_truth_compounds.csv")
+    truth = true_rescue(wells, sim, seed, donor_index, setting.donor_variation)
     called = pd.read_csv(score_dir / "compounds.csv").merge(comps[["compound", "kind"]], on="compound")
     called["expected"] = called["kind"].map(EXPECTED_CALL)
     qc = json.loads((score_dir / "plate_qc.json").read_text())["plates"]
     figures = {m.name: meter_figures(wells, truth, comps, m) for m in METERS}
     return {
-        "setting": run.setting.name,
-        "seed": run.seed,
+        "setting": setting.name,
+        "seed": seed,
         "meters": figures,
         "calls": called[["compound", "kind", "expected", "call", "call_reason"]].to_dict("records"),
         "calls_right": bool((called["call"] == called["expected"]).all()),
         "plates_pass": {p: bool(q["pass"]) for p, q in qc.items()},
-        "times": run.times,
     }
 
 
@@ -259,7 +289,9 @@ def checks(results: list[dict[str, Any]]) -> dict[str, bool]:
         return all(math.isfinite(e["ratio"]) and 1 / tol <= e["ratio"] <= tol for e in f["ec50"].values())
 
     def err(f: dict) -> float:
-        return max(abs(math.log(e["ratio"])) if math.isfinite(e["ratio"]) else math.inf for e in f["ec50"].values())
+        return max(
+            abs(math.log(e["ratio"])) if math.isfinite(e["ratio"]) else math.inf for e in f["ec50"].values()
+        )
 
     out["Spearman >= 0.95"] = every(lambda f, r: f["spearman"] >= 0.95)
     out["Z′ >= 0.7 on every plate (readout's scale)"] = every(lambda f, r: f["z_prime_min"] >= 0.7)
@@ -271,7 +303,9 @@ def checks(results: list[dict[str, Any]]) -> dict[str, bool]:
     return out
 
 
-def run_all(out: Path, settings: list[str], seeds: list[int], size: int, fields: int, plates: int) -> list[dict]:
+def run_all(
+    out: Path, settings: list[str], seeds: list[int], size: int, fields: int, plates: int
+) -> list[dict]:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     os.environ.setdefault("FIBROCLASS_PROGRESS", "0")
     results = []
@@ -286,9 +320,14 @@ def report(results: list[dict[str, Any]]) -> bool:
     from common import print_table
 
     rows = [row for r in results for row in rows_of(r)]
-    print_table("rescue meters vs ground truth (Spearman over viable treated wells; Z′ on each meter's scale)", rows)
+    print_table(
+        "rescue meters vs ground truth (Spearman over viable treated wells; Z′ on each meter's scale)", rows
+    )
     ok = checks(results)
-    print_table("Done when (every setting and seed)", [{"criterion": k, "holds": "yes" if v else "NO"} for k, v in ok.items()])
+    print_table(
+        "Done when (every setting and seed)",
+        [{"criterion": k, "holds": "yes" if v else "NO"} for k, v in ok.items()],
+    )
     return all(ok.values())
 
 
@@ -304,7 +343,9 @@ def main() -> None:
     parser.add_argument("--fields", type=int, default=3)
     parser.add_argument("--plates", type=int, default=2)
     args = parser.parse_args()
-    print(f"rescue meters vs ground truth: {machine()}; {args.size} px, {args.fields} fields/well, {args.plates} plates")
+    print(
+        f"rescue meters vs ground truth: {machine()}; {args.size} px, {args.fields} fields/well, {args.plates} plates"
+    )
     if args.out is None:
         with tempfile.TemporaryDirectory() as tmp:
             ok = report(run_all(Path(tmp), args.settings, args.seeds, args.size, args.fields, args.plates))
