@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from fibroclass.schema import COMPOUND, OFFTARGET
-from fibroclass.scoring.compounds.activity import DOSE_COLUMNS, phenotypic_activity
+from fibroclass.scoring.compounds.activity import ACTIVITY_COLUMNS, DOSE_COLUMNS, phenotypic_activity
 from fibroclass.scoring.compounds.calls import compound_readout
 from fibroclass.scoring.compounds.doseresponse import Fit4PL
 from fibroclass.scoring.config import ReadoutSettings
@@ -81,7 +81,9 @@ def finish(
         treated = query_mask(wells, compounds_query, "compounds") if len(wells) else np.zeros(0, bool)
         act = phenotypic_activity(wells, well_emb, roles, treated, a.null_size, a.fdr, a.seed)
         activity = act.per_dose
-        compounds = compounds.merge(act.per_compound, on=COMPOUND, how="left")
+        cols = list(compounds.columns)
+        compounds = compounds.drop(columns=[c for c in ACTIVITY_COLUMNS if c in compounds])
+        compounds = compounds.merge(act.per_compound, on=COMPOUND, how="left")[cols]
         if act.note:
             org_warnings.append(f"no phenotypic activity: {act.note}")
     return Readout(wells, compounds, fits, organization, warnings + org_warnings, activity)

@@ -26,14 +26,7 @@ from fibroclass.scoring.fields.inference import (
 from fibroclass.scoring.fields.parts import PARTS_DIR, Chunk, sha_of
 from fibroclass.scoring.fields.qc import plate_field_qc
 from fibroclass.scoring.finish import finish
-from fibroclass.scoring.outputs import (
-    FILES,
-    ScoreResult,
-    atomic_write,
-    field_table,
-    well_table,
-    write_outputs,
-)
+from fibroclass.scoring.outputs import FILES, ScoreResult, field_table, well_table, write_outputs
 from fibroclass.scoring.wells.aggregate import aggregate_wells, well_features
 from fibroclass.scoring.wells.plate_qc import plate_qc
 from fibroclass.scoring.wells.readout import rescue_readout
@@ -147,7 +140,7 @@ def load_outputs(out: str | Path, cfg: ScoreConfig | None = None) -> ScoreResult
         compounds=pd.read_csv(out / "compounds.csv"),
         plate_qc=qc,
         reference_doses=reference_dose_table(wells, cfg.reference, cfg.compounds),
-        files={name: out / name for name in (*FILES, "activity.csv", "report.html") if (out / name).is_file()},
+        files={name: out / name for name in (*FILES, "report.html") if (out / name).is_file()},
         warnings=_warnings(qc, fields),
         merged=False,
     )
@@ -239,8 +232,9 @@ def _finish(
         "rescue_meter": meter,
         **(run_info or {}),
     }
-    files = write_outputs(out, fields, field_emb_file, wells, well_emb, compounds, qc, cfg.z_prime_min, info)
-    files["activity.csv"] = atomic_write(out / "activity.csv", lambda tmp: ro.activity.to_csv(tmp, index=False))
+    files = write_outputs(
+        out, fields, field_emb_file, wells, well_emb, compounds, qc, cfg.z_prime_min, info, ro.activity
+    )
     if cfg.report:
         from fibroclass.scoring.report.build import write_report  # matplotlib: only when reporting
 
