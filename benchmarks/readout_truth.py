@@ -164,7 +164,10 @@ def run(out: Path, size: int = 128, fields: int = 3, seed: int = 0) -> dict:
         q["pass"] for q in results["mixed"]["plate_qc"].values()
     )
     clean["checks"]["report.html with every panel"] = _report_ok(out / "score_clean" / "report.html")
-    return {"results": results, "times": times, "out": out}
+    from truth_meter import SETTINGS, compare_dirs
+
+    meters = compare_dirs(out / "score_clean", out / "screen", SETTINGS["default"], seed)
+    return {"results": results, "times": times, "out": out, "meters": meters}
 
 
 def _report_ok(path: Path) -> bool:
@@ -237,7 +240,12 @@ def report(res: dict) -> bool:
                     "reasons": "; ".join(q["reasons"]) or "-",
                 }
             )
-    print_table("plate gate (Z′ and SSMD on p(disease) of the control wells)", rows)
+    print_table("plate gate (Z′ and SSMD on the rescue meter's scale, control wells cross-fitted)", rows)
+    meters = res.get("meters")  # every rescue meter vs the true rescue (benchmarks/truth_meter.py)
+    if meters is not None:
+        from truth_meter import rows_of
+
+        print_table("rescue meters vs ground truth (truth_meter.py; one seed)", rows_of(meters))
     print_table("timings", [{"step": k, "seconds": v} for k, v in res["times"].items()])
     checks = clean["checks"]
     print_table("Done when", [{"criterion": k, "holds": "yes" if v else "NO"} for k, v in checks.items()])

@@ -155,7 +155,16 @@ def test_viability_offtarget_and_calls(screen):
 def test_plate_qc_report_and_organization(screen):
     _, _, res, out, _ = screen
     qc = json.loads((out / "plate_qc.json").read_text())["plates"]["SCREEN01"]
-    assert qc["z_prime_scale"] == "probability" and qc["pass"], qc
+    assert qc["z_prime_scale"] == "readout_score" and qc["readout_meter"] == "fused" and qc["pass"], qc
+    assert qc["classification"]["auroc"] > 0.9 and np.isfinite(qc["z_prime_robust"])
+    wells = pd.read_csv(out / "wells.csv")
+    ctrl = wells[wells[ROLE].isin(["healthy", "disease"])].groupby(ROLE)["rescue_pct"].mean()
+    assert ctrl["healthy"] == pytest.approx(100.0) and ctrl["disease"] == pytest.approx(0.0, abs=1e-6)
+    for col in ("readout_score", "rescue_pct_logit", "rescue_pct_fused", "rescue_pct_axis"):
+        assert col in wells, col
+    activity = pd.read_csv(out / "activity.csv")
+    assert {"compound", "concentration_uM", "map", "p_value", "q_value", "active"} <= set(activity)
+    assert activity["map"].between(0, 1).all() and len(activity) > 5
     assert qc["n_fields_flagged"] == int((~res.fields["qc_pass"]).sum())
     org = qc["organization"]
     assert org["feature"] == "org_coherency" and "org_coherency" in org["rho_disease_score"]
@@ -164,6 +173,7 @@ def test_plate_qc_report_and_organization(screen):
     for sid in (*SECTIONS, "organization"):
         assert f'id="{sid}"' in html, sid
     assert "fig-montage_gradcam" in html and "fig-organization_agreement" in html
+    assert 'id="activity"' in html and "fig-activity" in html
     markup = re.sub(r"<script\b[^>]*>.*?</script>", "", html, flags=re.S)  # plotly.js holds src= in its code
     assert not re.search(r'src="(?!data:)', markup)  # self-contained: every image embedded
     assert res.files["report.html"] == out / "report.html"
@@ -209,7 +219,7 @@ def test_readout_thresholds_come_from_the_one_score_config(tmp_path):
     settings = cfg.readout
     assert settings.calls.hit_rescue_pct == 60
     assert settings.field_qc.blur_robust_z == 4 and settings.field_qc.blur_abs_floor == 0.05
-    assert cfg.z_prime_scale == "score"
+    assert cfg.z_prime_scale == "readout"  # "score", the older name of the scale rescue uses
     own.write_text("field_qc:\n  blur_z: 4\n")
     with pytest.raises(FibroclassError, match=r"score.yaml.*blur_z"):
         load_score_config(own)

@@ -1,7 +1,7 @@
 """Organization feature table of a field index: the classical co-readout per field (no torch).
 
-Each field's actin (and nuclei) plane is read at full resolution and measured with
-`fibroclass.measure.organization.field_organization`; the result keeps the index's row index so it lines up
+Each field's actin (and nuclei) plane is read at full resolution in its raw pixel values (as Fiji reads
+the file: OrientationJ's ε is absolute) and measured with `fibroclass.measure.organization.field_organization`; the result keeps the index's row index so it lines up
 with predictions. `BASELINE_FEATURES` are the columns the classical baseline uses (the absolute
 orientation is left out: it says where the fibres point, not how aligned they are).
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fibroclass.errors import FibroclassError
-from fibroclass.io.images import read_plane
+from fibroclass.io.images import check_pixels, read_raw
 from fibroclass.measure import organization as org
 from fibroclass.schema import BIT_DEPTH, FIELD_KEYS, path_col
 
@@ -35,10 +35,18 @@ def field_features(
     bit_depth: int | None = None,
     sigma: float = org.FIELD_SIGMA,
 ) -> dict[str, float]:
-    """`field_organization` of one field read from its channel files (nuclei optional)."""
-    actin = read_plane(actin_path, bit_depth)
-    nuclei = read_plane(nuclei_path, bit_depth) if nuclei_path else None
+    """`field_organization` of one field read from its channel files (nuclei optional), on the raw values
+    (`bit_depth` only scales them back when a plane is stored as floats in [0, 1])."""
+    actin = _raw_plane(actin_path, bit_depth)
+    nuclei = _raw_plane(nuclei_path, bit_depth) if nuclei_path else None
     return org.field_organization(actin, nuclei, sigma=sigma)
+
+
+def _raw_plane(path: str, bit_depth: int | None) -> np.ndarray:
+    arr = check_pixels(read_raw(path), str(path))
+    if np.issubdtype(arr.dtype, np.floating) and bit_depth:
+        return arr.astype(np.float32) * np.float32(2**bit_depth - 1)
+    return arr.astype(np.float32)
 
 
 def organization_features(

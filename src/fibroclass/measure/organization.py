@@ -1,17 +1,15 @@
 """Classical actin-organization co-readout (numpy/scipy/scikit-image only, no torch).
 
-Structure tensor, OrientationJ style:
-  1. gradients ``gx = d/dx`` and ``gy = d/dy`` with a small Gaussian-derivative filter
-     (``gradient_sigma``, default 1 px) -- the *derivative* scale;
-  2. tensor components ``Jxx = G_sigma * gx^2``, ``Jyy = G_sigma * gy^2``, ``Jxy = G_sigma * gx*gy``
-     smoothed by a Gaussian window of standard deviation ``sigma`` (px) -- the *tensor window*;
-  3. per pixel: energy ``Jxx + Jyy = l1 + l2``; coherency ``(l1 - l2) / (l1 + l2)`` in [0, 1]
-     (0 where the energy is ~0); orientation of the structure (fibre direction, perpendicular to
-     the dominant gradient).
+The structure tensor is OrientationJ's (`measure.structure_tensor`: cubic-spline gradient, the plugin's
+recursive Gaussian window of "local window σ" px, ε = 0.001 absolute), so `coherency(image, sigma)`
+and `orientation(image, sigma)` give the maps Fiji's *OrientationJ Analysis* shows for the same file
+and σ. Pass the file's raw pixel values (0..255 / 0..4095 / 0..65535): ε is absolute, so a [0, 1]-scaled
+image reads less coherent where the structure is faint (`field_organization` takes `intensity_scale`
+for images already divided by their full scale).
 
-Angle convention: radians/degrees counter-clockwise from the image x axis (columns, to the right)
-with y pointing *up* (i.e. towards row 0), as on screen; orientations are axial, so they live in
-[0, pi) -- a fibre at 0 deg is horizontal, at 90 deg vertical, at 45 deg runs to the upper right.
+Angle convention (OrientationJ's): radians counter-clockwise on screen from the horizontal (x to the
+right, y up), axial, in [−π/2, π/2]: a fibre at 0 is horizontal, at ±π/2 vertical, at +π/4 it runs to
+the upper right. `org_orientation_deg` is the same angle in degrees, [−90, 90].
 """
 
 from __future__ import annotations
@@ -23,6 +21,16 @@ from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
 from fibroclass.errors import FibroclassError
+from fibroclass.measure.structure_tensor import (
+    EPSILON,
+    as_image,
+    coherency,
+    coherency_from_tensor,
+    energy,
+    orientation,
+    orientation_from_tensor,
+    structure_tensor,
+)
 
 # Keys of `field_organization` (columns of the organization co-readout in fields tables).
 ORG_PREFIX = "org_"  # every organization column starts with this
@@ -37,6 +45,7 @@ ORG_NUCLEI_AREA = "org_nuclei_area_mean"
 ORG_NUCLEI_ECC = "org_nuclei_eccentricity_mean"
 ORG_NUCLEI_ASPECT = "org_nuclei_aspect_mean"
 ORG_NUCLEI_ORDER = "org_nuclei_order"
+ORG_NUCLEI_LOG_ASPECT = "org_nuclei_log_aspect"
 ACTIN_KEYS = (ORG_COHERENCY, ORG_ORIENTATION_DEG, ORG_ORDER, ORG_LOCAL_ORDER, ORG_ACTIN_FRACTION)
 NUCLEI_KEYS = (
     ORG_NUCLEI_COUNT,
@@ -45,13 +54,17 @@ NUCLEI_KEYS = (
     ORG_NUCLEI_ECC,
     ORG_NUCLEI_ASPECT,
     ORG_NUCLEI_ORDER,
+    ORG_NUCLEI_LOG_ASPECT,
 )
+SHAPE_MIN_AREA = 4  # px: objects the intensity-moment shape (org_nuclei_log_aspect) is measured on
 
-# Tensor window of the field readout (px): about half a cell width. On simulated 256 px fields it
-# gives the widest healthy -> GoF range of mean coherency (0.80 -> 0.25; a 2 px window: 0.89 -> 0.64,
-# because fibres stay parallel *within* a GoF cell). Scale it with the pixel size of real images.
-FIELD_SIGMA = 8.0
-_EPS_REL = 1e-6  # energy below this fraction of the image maximum counts as "no structure"
+# Tensor window of the field readout: OrientationJ's local window σ. In µm (`WINDOW_UM`, the
+# `organization.window_um` setting) when the pixel size is known, else `FIELD_SIGMA` px of the analysed
+# (possibly downsampled) field. The plugin's window has an effective s.d. of √3·σ, so 4.6 px ≈ the 8 px
+# Gaussian window of earlier versions (about half a cell width on simulated 256 px fields); 3 µm is
+# that window at 0.65 µm/px (20x objective, 6.5 µm camera pixels).
+FIELD_SIGMA = 4.6
+WINDOW_UM = 3.0
 
 
 def _as_plane(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -63,57 +76,16 @@ def _as_plane(image: np.ndarray, name: str = "image") -> np.ndarray:
     return arr.astype(np.float64, copy=False)
 
 
-def structure_tensor(
-    image: np.ndarray, sigma: float = 1.0, gradient_sigma: float = 1.0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Smoothed structure tensor ``(Jxx, Jxy, Jyy)`` of a 2-D image (x = columns, y = up).
-
-    `gradient_sigma` is the Gaussian-derivative scale of the gradient; `sigma` the Gaussian
-    window over which the tensor components are averaged (0 = no averaging).
-    """
-    img = _as_plane(image)
-    if sigma < 0 or gradient_sigma <= 0:
-        raise FibroclassError(f"sigma must be >= 0 and gradient_sigma > 0, got {sigma}, {gradient_sigma}")
-    # Coherency and orientation are scale-free: normalise, then work in float32 (faster filters).
-    peak = float(np.abs(img).max()) if img.size else 0.0
-    img = (img / peak if peak > 0 else img).astype(np.float32)
-    gx = ndi.gaussian_filter(img, gradient_sigma, order=(0, 1), mode="reflect")
-    gy = -ndi.gaussian_filter(img, gradient_sigma, order=(1, 0), mode="reflect")  # y up = -rows
-
-    def smooth(a: np.ndarray) -> np.ndarray:
-        return ndi.gaussian_filter(a, sigma, mode="reflect", truncate=3.0) if sigma > 0 else a
-
-    return smooth(gx * gx), smooth(gx * gy), smooth(gy * gy)
-
-
-def _coherency_from_tensor(jxx: np.ndarray, jxy: np.ndarray, jyy: np.ndarray) -> np.ndarray:
-    energy = jxx + jyy
-    aniso = np.sqrt((jyy - jxx) ** 2 + 4.0 * jxy**2)
-    emax = float(energy.max()) if energy.size else 0.0
-    valid = energy > max(emax * _EPS_REL, float(np.finfo(energy.dtype).tiny))
-    out = np.zeros_like(energy)
-    np.divide(aniso, energy, out=out, where=valid)
-    return np.clip(out, 0.0, 1.0)
-
-
-def _orientation_from_tensor(jxx: np.ndarray, jxy: np.ndarray, jyy: np.ndarray) -> np.ndarray:
-    # Dominant gradient direction is 0.5*atan2(2Jxy, Jxx - Jyy); structures run perpendicular to it.
-    theta = 0.5 * np.arctan2(-2.0 * jxy, jyy - jxx)
-    return np.mod(theta, np.pi)
-
-
-def coherency(image: np.ndarray, sigma: float = 1.0, gradient_sigma: float = 1.0) -> np.ndarray:
-    """Per-pixel OrientationJ coherency ``(l1 - l2)/(l1 + l2)`` in [0, 1], same shape as `image`.
-
-    `sigma`: Gaussian tensor window (px); `gradient_sigma`: derivative filter scale (px).
-    Pixels with ~0 gradient energy get 0.
-    """
-    return _coherency_from_tensor(*structure_tensor(image, sigma, gradient_sigma))
-
-
-def orientation(image: np.ndarray, sigma: float = 1.0, gradient_sigma: float = 1.0) -> np.ndarray:
-    """Per-pixel dominant structure orientation in radians, [0, pi), counter-clockwise from x, y up."""
-    return _orientation_from_tensor(*structure_tensor(image, sigma, gradient_sigma))
+def window_px(window_um: float, pixel_size_um: float | None, factor: int = 1, fallback_px: float = FIELD_SIGMA) -> float:
+    """The tensor window σ in pixels of a field analysed at `factor`× downsampling: `window_um` over the
+    pixel size when that is known (finite, > 0), else `fallback_px` (pixels of the analysed field)."""
+    try:
+        size = float(pixel_size_um) if pixel_size_um is not None else float("nan")
+    except (TypeError, ValueError):
+        size = float("nan")
+    if np.isfinite(size) and size > 0 and window_um > 0:
+        return float(window_um) / (size * max(int(factor), 1))
+    return float(fallback_px)
 
 
 def foreground_mask(actin: np.ndarray, mask_sigma: float = 4.0, min_density: float = 0.1) -> np.ndarray:
@@ -175,7 +147,11 @@ def nuclei_stats(nuclei: np.ndarray, min_area: int = 20, smooth_sigma: float = 1
     """Count, density and shape of nuclei segmented by an Otsu threshold (touching nuclei are not split).
 
     Density is nuclei per million pixels; aspect is major/minor axis length; the nuclei order
-    parameter is |<exp(2i theta)>| of the nuclei long axes (1 = all parallel).
+    parameter is |<exp(2i theta)>| of the nuclei long axes (1 = all parallel). Count, area, eccentricity,
+    aspect and order use objects of at least `min_area` px. `org_nuclei_log_aspect` is the median over
+    every object of at least `SHAPE_MIN_AREA` px of ½·log(λ1/λ2), the eigenvalues of its background-
+    subtracted intensity-weighted second moments less the pixel's own variance (1/12 px²): a robust,
+    sub-pixel shape measure that small or merged objects cannot drag (0 = round).
     """
     img = _as_plane(nuclei, "nuclei")
     smooth = ndi.gaussian_filter(img, smooth_sigma) if smooth_sigma > 0 else img
@@ -193,6 +169,7 @@ def nuclei_stats(nuclei: np.ndarray, min_area: int = 20, smooth_sigma: float = 1
     lab = labels[rows, cols]
     x, y = cols.astype(float), -rows.astype(float)
     area = np.bincount(lab, minlength=n + 1)[1:].astype(float)
+    out[ORG_NUCLEI_LOG_ASPECT] = _log_aspect_median(img, labels, lab, x, y, area, n)
     keep = area >= min_area
     if not keep.any():
         return out
@@ -223,21 +200,45 @@ def nuclei_stats(nuclei: np.ndarray, min_area: int = 20, smooth_sigma: float = 1
     return out
 
 
+def _log_aspect_median(
+    img: np.ndarray, labels: np.ndarray, lab: np.ndarray, x: np.ndarray, y: np.ndarray, area: np.ndarray, n: int
+) -> float:
+    """Median ½·log(λ1/λ2) of the intensity-weighted moments of objects >= SHAPE_MIN_AREA px (NaN: none)."""
+    background = float(np.median(img[labels == 0])) if (labels == 0).any() else 0.0
+    wgt = np.maximum(img[labels > 0] - background, 0.0)  # same pixel order as np.nonzero(labels)
+    total = np.bincount(lab, weights=wgt, minlength=n + 1)[1:]
+    keep = (area >= SHAPE_MIN_AREA) & (total > 0)
+    if not keep.any():
+        return float("nan")
+    safe = np.where(total > 0, total, 1.0)
+
+    def wmean(v: np.ndarray) -> np.ndarray:
+        return np.bincount(lab, weights=wgt * v, minlength=n + 1)[1:] / safe
+
+    mx, my = wmean(x), wmean(y)
+    cxx, cyy, cxy = wmean(x * x) - mx**2, wmean(y * y) - my**2, wmean(x * y) - mx * my
+    half_tr, root = (cxx + cyy) / 2, np.sqrt(((cxx - cyy) / 2) ** 2 + cxy**2)
+    l1 = np.maximum(half_tr + root - 1.0 / 12.0, 1e-3)
+    l2 = np.maximum(half_tr - root - 1.0 / 12.0, 1e-3)
+    return float(np.median(0.5 * np.log(l1[keep] / l2[keep])))
+
+
 def field_organization(
     actin: np.ndarray,
     nuclei: np.ndarray | None = None,
     sigma: float = FIELD_SIGMA,
-    gradient_sigma: float = 1.0,
     window: int = 32,
     mask: np.ndarray | None = None,
     mask_sigma: float = 4.0,
     min_window_fraction: float = 0.25,
     min_nucleus_area: int = 20,
+    intensity_scale: float = 1.0,
 ) -> dict[str, float]:
     """Organization co-readout of one field (keys: the ``ORG_*`` constants of this module).
 
-    - ``org_coherency``: energy-weighted mean coherency over foreground, sum(E*C)/sum(E).
-    - ``org_orientation_deg``: dominant fibre orientation in [0, 180) deg, from the foreground-summed
+    - ``org_coherency``: mean OrientationJ coherency (window σ = `sigma` px) over the actin foreground,
+      what Fiji gives as the mean of the coherency map inside the same mask.
+    - ``org_orientation_deg``: dominant fibre orientation in [-90, 90] deg, from the foreground-summed
       tensor (OrientationJ "dominant direction").
     - ``org_order_parameter``: nematic order |<exp(2i theta_w)>| over `window`-px tiles: theta_w is the
       orientation of the tile's summed (hence energy-weighted) tensor; tiles with at least
@@ -247,9 +248,10 @@ def field_organization(
       local alignment; high for rings, low for random fibres).
     - ``org_actin_fraction``: foreground fraction of the field.
     - with `nuclei`: count, per-megapixel density, mean area/eccentricity/aspect, nuclei order.
-    `sigma` is the tensor window (default `FIELD_SIGMA`), `gradient_sigma` the derivative scale.
-    Foreground is `mask` when given, else `foreground_mask(actin, mask_sigma)`.
-    Actin values are NaN for an empty field.
+    `sigma` is OrientationJ's local window σ in px (default `FIELD_SIGMA`). `actin` holds the file's raw
+    values, or those values divided by `intensity_scale` (e.g. 65535 for 16-bit data scaled to [0, 1]):
+    the absolute ε is rescaled to match, so both give Fiji's numbers. Foreground is `mask` when given,
+    else `foreground_mask(actin, mask_sigma)`. Actin values are NaN for an empty field.
     """
     img = _as_plane(actin, "actin")
     if mask is None:
@@ -258,21 +260,23 @@ def field_organization(
         fg = np.asarray(mask, dtype=bool)
         if fg.shape != img.shape:
             raise FibroclassError(f"mask shape {fg.shape} differs from actin shape {img.shape}")
-    jxx, jxy, jyy = (a.astype(np.float64) for a in structure_tensor(img, sigma, gradient_sigma))
+    if not intensity_scale > 0:
+        raise FibroclassError(f"intensity_scale must be > 0, got {intensity_scale}")
+    jxx, jxy, jyy = structure_tensor(img, sigma)
     nan = float("nan")
     out: dict[str, Any] = {k: nan for k in ACTIN_KEYS}
     out[ORG_ACTIN_FRACTION] = float(fg.mean()) if fg.size else 0.0
     energy = jxx + jyy
     e_fg = energy[fg]
     if fg.any() and float(e_fg.sum()) > 0:
-        coh = _coherency_from_tensor(jxx, jxy, jyy)
-        out[ORG_COHERENCY] = float(np.sum(e_fg * coh[fg]) / np.sum(e_fg))
+        coh = coherency_from_tensor(jxx, jxy, jyy, EPSILON / float(intensity_scale) ** 2)
+        out[ORG_COHERENCY] = float(coh[fg].mean())
         sxx, sxy, syy = float(jxx[fg].sum()), float(jxy[fg].sum()), float(jyy[fg].sum())
-        theta = float(_orientation_from_tensor(np.array(sxx), np.array(sxy), np.array(syy)))
-        out[ORG_ORIENTATION_DEG] = float(np.degrees(theta) % 180.0)
+        theta = float(orientation_from_tensor(np.array(sxx), np.array(sxy), np.array(syy)))
+        out[ORG_ORIENTATION_DEG] = float(np.degrees(theta))
         wxx, wxy, wyy, frac = _window_tensors(jxx, jxy, jyy, fg.astype(float), window)
         valid = (frac >= min_window_fraction) & (wxx + wyy > 0)
-        wtheta = _orientation_from_tensor(wxx, wxy, wyy)
+        wtheta = orientation_from_tensor(wxx, wxy, wyy)
         out[ORG_ORDER] = _order(wtheta[valid])
         out[ORG_LOCAL_ORDER] = _local_order(wtheta, valid)
     if nuclei is not None:
@@ -281,3 +285,20 @@ def field_organization(
             raise FibroclassError(f"nuclei shape {nuc.shape} differs from actin shape {img.shape}")
         out.update(nuclei_stats(nuc, min_area=min_nucleus_area))
     return out
+
+
+__all__ = [
+    "ACTIN_KEYS",
+    "FIELD_SIGMA",
+    "NUCLEI_KEYS",
+    "WINDOW_UM",
+    "as_image",
+    "coherency",
+    "energy",
+    "field_organization",
+    "foreground_mask",
+    "nuclei_stats",
+    "orientation",
+    "structure_tensor",
+    "window_px",
+]

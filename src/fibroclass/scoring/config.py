@@ -23,7 +23,7 @@ from fibroclass.io.formats.stacks import check_z
 from fibroclass.io.images import DEFAULT_MAX_MEGAPIXELS
 from fibroclass.measure.field_qc import FieldQCParams
 from fibroclass.measure.nuclei import NucleiParams
-from fibroclass.measure.organization import ORG_COHERENCY, ORG_PREFIX
+from fibroclass.measure.organization import FIELD_SIGMA, ORG_COHERENCY, ORG_PREFIX, WINDOW_UM
 from fibroclass.settings import Section, check_keys
 
 
@@ -69,10 +69,72 @@ class OrganizationParams(Section):
     min_spread_pct: float = 5.0  # floor (% points) on the control spreads used for the z-scores
     confirm_offtarget: bool = True  # a confirmed rescue explains the embedding's orthogonal residual
     max_side: int = 512  # fields larger than this (px) are block-mean downsampled for the org_* features
+    window_um: float = WINDOW_UM  # OrientationJ local window σ (µm), converted per field with its pixel size
+    window_px: float = FIELD_SIGMA  # the window (px of the analysed field) where the pixel size is unknown
 
     def __post_init__(self) -> None:
         if not str(self.feature).startswith(ORG_PREFIX):
             raise FibroclassError(f"organization.feature must name an org_* column, got {self.feature!r}")
+        if not (self.window_um > 0 and self.window_px > 0):
+            raise FibroclassError(
+                f"organization.window_um and window_px must be > 0, got {self.window_um}, {self.window_px}"
+            )
+
+
+RESCUE_METERS = ("fused", "axis", "logit")
+# Organization columns the fused meter may use: shape and order, never cell number (toxicity is not rescue).
+FUSED_FEATURES = (
+    ORG_COHERENCY,
+    "org_order_parameter",
+    "org_local_order",
+    "org_nuclei_area_mean",
+    "org_nuclei_eccentricity_mean",
+    "org_nuclei_aspect_mean",
+    "org_nuclei_order",
+    "org_nuclei_log_aspect",
+)
+
+
+@dataclass(frozen=True)
+class RescueParams(Section):
+    """The `rescue` section: which meter `rescue_pct` is computed on (scoring.wells.readout)."""
+
+    SECTION: ClassVar[str] = "rescue"
+
+    meter: str = "fused"  # fused | axis | logit
+    embedding_pcs: int = 8  # principal components of the control wells' embeddings the LDA sees
+    fused_logit: bool = True  # the fused meter also sees the CNN logit
+    features: tuple[str, ...] = FUSED_FEATURES  # org_* well columns of the fused meter
+
+    def __post_init__(self) -> None:
+        if self.meter not in RESCUE_METERS:
+            raise FibroclassError(f"rescue.meter must be one of {', '.join(RESCUE_METERS)}, got {self.meter!r}")
+        if int(self.embedding_pcs) < 0:
+            raise FibroclassError(f"rescue.embedding_pcs must be >= 0, got {self.embedding_pcs}")
+        feats = (self.features,) if isinstance(self.features, str) else tuple(self.features)
+        bad = [f for f in feats if not str(f).startswith(ORG_PREFIX)]
+        if bad:
+            raise FibroclassError(f"rescue.features must name org_* columns, got {bad}")
+        object.__setattr__(self, "features", tuple(str(f) for f in feats))
+        object.__setattr__(self, "embedding_pcs", int(self.embedding_pcs))
+
+
+@dataclass(frozen=True)
+class ActivityParams(Section):
+    """The `activity` section: phenotypic activity (copairs mAP vs vehicle, scoring.compounds.activity)."""
+
+    SECTION: ClassVar[str] = "activity"
+
+    enabled: bool = True
+    null_size: int = 10000  # permutations of copairs' null distribution (p-values)
+    fdr: float = 0.05  # a dose is active when its Benjamini-Hochberg q-value is below this
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if int(self.null_size) < 100 or not 0 < float(self.fdr) < 1:
+            raise FibroclassError(
+                f"activity.null_size must be >= 100 and activity.fdr in (0, 1), got {self.null_size}, {self.fdr}"
+            )
 
 
 @dataclass(frozen=True)
@@ -109,6 +171,8 @@ class ReadoutSettings:
     dose_response: DoseResponseParams = field(default_factory=DoseResponseParams)
     calls: CallParams = field(default_factory=CallParams)
     organization: OrganizationParams = field(default_factory=OrganizationParams)
+    rescue: RescueParams = field(default_factory=RescueParams)
+    activity: ActivityParams = field(default_factory=ActivityParams)
 
     @classmethod
     def from_dict(cls, raw: Mapping | None, source: str = "score config") -> ReadoutSettings:
@@ -132,6 +196,8 @@ class ReadoutSettings:
                 dose_response=DoseResponseParams.from_dict(sections["dose_response"]),
                 calls=calls,
                 organization=OrganizationParams.from_dict(sections["organization"]),
+                rescue=RescueParams.from_dict(sections["rescue"]),
+                activity=ActivityParams.from_dict(sections["activity"]),
             )
         except FibroclassError as exc:
             text = str(exc)
@@ -168,7 +234,7 @@ class ScoreConfig:
     reference: str = "role == 'reference'"
     compounds: str = "role in ['treatment', 'reference'] and concentration_uM > 0"
     z_prime_min: float = 0.5
-    z_prime_scale: str = "probability"  # Z′/SSMD on p(disease) of the control wells, or "score" (logits)
+    z_prime_scale: str = "readout"  # Z′/SSMD on the rescue meter's scale, or "probability" (p(disease))
     batch_size: int = 64
     num_workers: int = 0
     device: str = "auto"
@@ -212,9 +278,11 @@ class ScoreConfig:
                 f"score config: inference.precision must be auto, fp32 or bf16, got {self.precision!r}"
             )
         self.z = check_z(self.z)
-        if self.z_prime_scale not in ("probability", "score"):
+        if self.z_prime_scale == "score":  # the name before there were meters: the scale rescue uses
+            self.z_prime_scale = "readout"
+        if self.z_prime_scale not in ("readout", "probability"):
             raise FibroclassError(
-                f"score config: qc.z_prime_scale must be probability or score, got {self.z_prime_scale!r}"
+                f"score config: qc.z_prime_scale must be readout or probability, got {self.z_prime_scale!r}"
             )
         if not self.max_megapixels > 0:
             raise FibroclassError(

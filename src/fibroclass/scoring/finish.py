@@ -21,6 +21,8 @@
 5. Secondary readouts (`--assay` files, io.assays), when given: joined to the wells and normalized to each
    plate's controls (scoring.wells.assays), fitted and compared with the morphology rescue per compound
    (scoring.compounds.assays: `<readout>_rho`, `<readout>_discordant`).
+6. `phenotypic_activity`: mAP of replicate wells against the vehicle wells in the embedding, per compound x
+   dose (copairs; scoring.compounds.activity): `activity` (activity.csv) and `activity_*` columns of compounds.
 
 Without a usable organization readout the evidence is the embedding `offtarget_z` alone. Thresholds:
 the readout sections of the score config (configs/score/readout.yaml + `organization` in default.yaml).
@@ -35,14 +37,15 @@ import numpy as np
 import pandas as pd
 
 from fibroclass.io.assays import AssayData, AssaySpec
-from fibroclass.schema import OFFTARGET
+from fibroclass.schema import COMPOUND, OFFTARGET
+from fibroclass.scoring.compounds.activity import ACTIVITY_COLUMNS, DOSE_COLUMNS, phenotypic_activity
 from fibroclass.scoring.compounds.assays import assay_compound_readout
 from fibroclass.scoring.compounds.calls import compound_readout
 from fibroclass.scoring.compounds.doseresponse import Fit4PL
 from fibroclass.scoring.config import ReadoutSettings
 from fibroclass.scoring.wells.assays import attach_assays, normalize_assays
 from fibroclass.scoring.wells.flags import add_flag, flag_wells
-from fibroclass.scoring.wells.normalize import control_roles
+from fibroclass.scoring.wells.normalize import control_roles, query_mask
 from fibroclass.scoring.wells.offtarget import FLAG_OFFTARGET, add_offtarget, offtarget_evidence
 from fibroclass.scoring.wells.organization import FLAG_ORG_DISAGREE, ORG_DISCORDANCE_Z, organization_agreement
 
@@ -56,6 +59,7 @@ class Readout:
     fits: dict[str, Fit4PL]
     organization: dict[str, dict]  # plate → agreement summary (also stored in plate_qc.json)
     warnings: list[str]
+    activity: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(DOSE_COLUMNS)))
     assays: dict[str, dict[str, dict]] = field(default_factory=dict)  # plate → readout → control summary
     assay_fits: dict[str, dict[str, Fit4PL]] = field(default_factory=dict)  # readout → compound → fit
     assay_specs: dict[str, AssaySpec] = field(default_factory=dict)
@@ -81,7 +85,18 @@ def finish(
         disagree = wells[ORG_DISCORDANCE_Z].abs() >= settings.organization.disagree_z
         add_flag(wells, disagree.fillna(False).astype(bool), FLAG_ORG_DISAGREE)
     compounds, fits = compound_readout(wells, plate_qc, compounds_query, settings)
-    ro = Readout(wells, compounds, fits, organization, warnings + org_warnings)
+    activity = pd.DataFrame(columns=list(DOSE_COLUMNS))
+    if settings.activity.enabled:
+        a = settings.activity
+        treated = query_mask(wells, compounds_query, "compounds") if len(wells) else np.zeros(0, bool)
+        act = phenotypic_activity(wells, well_emb, roles, treated, a.null_size, a.fdr, a.seed)
+        activity = act.per_dose
+        cols = list(compounds.columns)
+        compounds = compounds.drop(columns=[c for c in ACTIVITY_COLUMNS if c in compounds])
+        compounds = compounds.merge(act.per_compound, on=COMPOUND, how="left")[cols]
+        if act.note:
+            org_warnings.append(f"no phenotypic activity: {act.note}")
+    ro = Readout(wells, compounds, fits, organization, warnings + org_warnings, activity=activity)
     if assays is not None and assays.specs:
         wells, assay_warnings = attach_assays(wells, assays)
         ro.wells, ro.assays = normalize_assays(wells, roles, assays.specs)

@@ -35,8 +35,8 @@ from fibroclass.scoring.fields.qc import plate_field_qc
 from fibroclass.scoring.finish import finish
 from fibroclass.scoring.outputs import FILES, ScoreResult, field_table, well_table, write_outputs
 from fibroclass.scoring.wells.aggregate import aggregate_wells, well_features
-from fibroclass.scoring.wells.normalize import normalize_plates
 from fibroclass.scoring.wells.plate_qc import plate_qc
+from fibroclass.scoring.wells.readout import rescue_readout
 
 MERGE_STAMP = "merged.json"
 
@@ -222,8 +222,9 @@ def _finish(
     run_info: dict[str, Any] | None,
 ) -> ScoreResult:
     """Cross-plate steps on the well table, then every output file (embeddings moved into place)."""
-    wells, controls = normalize_plates(wells, cfg.controls)
-    qc = plate_qc(fields, controls, cfg.z_prime_min, cfg.z_prime_scale)
+    # rescue meters fitted on the controls, rescue_pct on the primary one (scoring.wells.readout)
+    wells, controls, meter = rescue_readout(wells, well_emb, cfg.controls, cfg.readout.rescue)
+    qc = plate_qc(fields, controls, cfg.z_prime_min, cfg.z_prime_scale, meter["meter"])
     # off-target, organization agreement, flags, 4PL fits and calls (scoring.finish)
     assays = read_assays(cfg.assays) if cfg.assays else None
     ro = finish(wells, well_emb, qc, cfg.controls, cfg.compounds, cfg.readout, assays)
@@ -242,17 +243,20 @@ def _finish(
         "n_fields": len(fields),
         "n_wells": len(wells),
         "plates": sorted(qc),
+        "rescue_meter": meter,
         **({"assay_files": dict(zip(cfg.assays, files_fingerprint(cfg.assays), strict=True))} if cfg.assays else {}),
         **(run_info or {}),
     }
-    files = write_outputs(out, fields, field_emb_file, wells, well_emb, compounds, qc, cfg.z_prime_min, info)
+    files = write_outputs(
+        out, fields, field_emb_file, wells, well_emb, compounds, qc, cfg.z_prime_min, info, ro.activity
+    )
     report_problems: list[str] = []  # report parts that failed (montage, Grad-CAM), with the error type
     if cfg.report:
         from fibroclass.scoring.report.build import write_report  # matplotlib: only when reporting
 
         files["report.html"] = write_report(
             out, fields, wells, compounds, qc, ro.fits, ro.organization, model, cfg.report_gradcam,
-            problems=report_problems,
+            problems=report_problems, activity=ro.activity,
             well_embeddings=well_emb, assay_specs=ro.assay_specs, assay_fits=ro.assay_fits,
             thumbnails=cfg.report_thumbnails, viability_min_pct=cfg.readout.calls.viability_min_pct,
         )  # fmt: skip

@@ -8,7 +8,8 @@ Files (DESIGN.md contract, plus embeddings and provenance):
 - `well_embeddings.npy`: (n_wells, D) float32 mean of used field embeddings, row i ↔ row i of `wells.csv`.
 - `wells.csv`: keys, plate-map columns, `n_fields`, `n_fields_used`, `disease_score`, `rescue_pct`,
   `viability_pct`, `offtarget`, `flags` (extra columns such as `nuclei_count` before the results).
-- `compounds.csv`: `compounds.COMPOUND_COLUMNS`.
+- `compounds.csv`: `compounds.COMPOUND_COLUMNS` (+ phenotypic activity `activity_*`).
+- `activity.csv`: per compound × dose, copairs mAP vs the vehicle wells (`scoring.compounds.activity`).
 - `plate_qc.json`: `{"z_prime_min": float, "plates": {plate: {...}}}`; non-finite numbers are `null`.
 - `run.json`: model, inputs, config and package version of the run.
 """
@@ -49,6 +50,7 @@ FILES = (
     "well_embeddings.npy",
     "wells.csv",
     "compounds.csv",
+    "activity.csv",
     "plate_qc.json",
     "run.json",
 )
@@ -130,6 +132,7 @@ def write_outputs(
     plate_qc: dict[str, dict],
     z_prime_min: float,
     run_info: dict[str, Any] | None = None,
+    activity: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write every output file of a scoring run into `out_dir`; returns {file name: path}."""
     out = Path(out_dir)
@@ -142,6 +145,7 @@ def write_outputs(
         "well_embeddings.npy": _write_npy(well_embeddings),
         "wells.csv": lambda tmp: wt.to_csv(tmp, index=False),
         "compounds.csv": lambda tmp: compounds.to_csv(tmp, index=False),
+        "activity.csv": lambda tmp: (activity if activity is not None else pd.DataFrame()).to_csv(tmp, index=False),
         "plate_qc.json": _write_text(json.dumps(json_safe(qc), indent=2, allow_nan=False)),
         "run.json": _write_text(
             json.dumps(json_safe(run_info or {}), indent=2, allow_nan=False, default=str)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from fibroclass.errors import FibroclassError
 
 VEHICLE = "DMSO"
 REFERENCE = "ruxolitinib"
@@ -125,9 +127,15 @@ LIBRARY_384: tuple[Compound, ...] = (
 )
 
 
-def library(plate_format: int) -> tuple[Compound, ...]:
-    """Compound library of the screen layout for a 96- or 384-well plate."""
-    return {96: LIBRARY_96, 384: LIBRARY_384}[plate_format]
+def library(plate_format: int, rescue_emax: float | None = None) -> tuple[Compound, ...]:
+    """Compound library of the screen layout for a 96- or 384-well plate; `rescue_emax` (0..1] gives every
+    rescue compound that maximal effect instead (partial rescuers, e.g. 0.6)."""
+    lib = {96: LIBRARY_96, 384: LIBRARY_384}[plate_format]
+    if rescue_emax is None:
+        return lib
+    if not 0.0 < rescue_emax <= 1.0:
+        raise FibroclassError(f"rescue_emax must be in (0, 1], got {rescue_emax}")
+    return tuple(replace(c, emax=float(rescue_emax)) if c.kind == RESCUE else c for c in lib)
 
 
 def by_name(name: str) -> Compound:

@@ -130,18 +130,24 @@ def simulate_training_set(
     vignetting: float = 0.15,
     workers: int = 1,
     progress: Progress | None = None,
+    donor_variation: float = 1.0,
 ) -> SimulatedPlates:
     """Vehicle (DMSO) control wells of donors HD1..HDn (role healthy) and GoF1..GoFn (role disease).
 
     Every donor has `wells_per_donor` wells on every plate (plates TRAIN01, TRAIN02, ...), at random
-    inner-well positions; `fields` sites per well of `size` x `size` px.
+    inner-well positions; `fields` sites per well of `size` x `size` px. `donor_variation` scales how
+    much donors differ (plates.make_donor).
     """
     _check(seed, size, fields, n_plates, vignetting)
     if donors_per_class < 1 or wells_per_donor < 1:
         raise FibroclassError("donors_per_class and wells_per_donor must be >= 1")
     get_writer(naming)
     out = Path(out)
-    donors = [pl.make_donor(seed, g, i) for g in (pl.HEALTHY, pl.GOF) for i in range(1, donors_per_class + 1)]
+    donors = [
+        pl.make_donor(seed, g, i, donor_variation)
+        for g in (pl.HEALTHY, pl.GOF)
+        for i in range(1, donors_per_class + 1)
+    ]
     plates = tuple(f"TRAIN{p:02d}" for p in range(1, n_plates + 1))
     optics = {p: pl.plate_optics(seed, p, vignetting) for p in plates}
     plans = []
@@ -171,12 +177,16 @@ def simulate_screen(
     donor_index: int = 1,
     workers: int = 1,
     progress: Progress | None = None,
+    donor_variation: float = 1.0,
+    rescue_emax: float | None = None,
 ) -> SimulatedPlates:
     """Drug-screen plates SCREEN01, ...: controls in the outer columns, 8-point 3-fold dose series.
 
     Controls: `healthy` (HD{donor_index}, DMSO), `disease` (GoF{donor_index}, DMSO), `reference`
     (GoF + ruxolitinib 1 µM). Treatments: GoF cells, compounds of `compounds.library(plate_format)`
     from 10 µM down, 2 replicate wells per dose. True pharmacology in `ground_truth_compounds.csv`.
+    `donor_variation` scales how much donors differ (plates.make_donor); `rescue_emax` makes every
+    rescue compound a partial rescuer with that maximal effect (e.g. 0.6; the reference wells too).
     """
     _check(seed, size, fields, n_plates, vignetting)
     if plate_format not in pl.PLATE_SHAPES:
@@ -185,12 +195,16 @@ def simulate_screen(
         raise FibroclassError(f"donor_index must be >= 1, got {donor_index}")
     get_writer(naming)
     out = Path(out)
-    healthy, gof = pl.make_donor(seed, pl.HEALTHY, donor_index), pl.make_donor(seed, pl.GOF, donor_index)
+    healthy = pl.make_donor(seed, pl.HEALTHY, donor_index, donor_variation)
+    gof = pl.make_donor(seed, pl.GOF, donor_index, donor_variation)
+    library = {c.name: c for c in cpd.library(plate_format, rescue_emax)}
     layout = pl.screen_layout(plate_format, cpd.dilution_series())
     plates = tuple(f"SCREEN{p:02d}" for p in range(1, n_plates + 1))
     optics = {p: pl.plate_optics(seed, p, vignetting) for p in plates}
     plans = [
-        pl.plan_well(seed, plate, spec, healthy if spec.genotype == pl.HEALTHY else gof, optics[plate])
+        pl.plan_well(
+            seed, plate, spec, healthy if spec.genotype == pl.HEALTHY else gof, optics[plate], library
+        )
         for plate in plates
         for spec in layout
     ]
@@ -198,7 +212,7 @@ def simulate_screen(
         out, naming, plans, optics, seed, size, fields, artefacts, workers, progress
     )
     gt_compounds = out / "ground_truth_compounds.csv"
-    pl.compounds_frame(plate_format).to_csv(gt_compounds, index=False)
+    pl.compounds_frame(plate_format, rescue_emax).to_csv(gt_compounds, index=False)
     assays = write_assays(out, plans, seed)
     return SimulatedPlates(
         out, images_dir, platemap, gt_wells, gt_fields, gt_compounds, plates, naming, len(plans) * fields,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,15 +84,25 @@ class Donor:
     brightness: float  # stain intensity multiplier
 
 
-def make_donor(seed: int, genotype: str, index: int) -> Donor:
-    """Donor HD{index} or GoF{index}; nuisance traits are shared by the two donors of one index."""
+def make_donor(seed: int, genotype: str, index: int, variation: float = 1.0) -> Donor:
+    """Donor HD{index} or GoF{index}; nuisance traits are shared by the two donors of one index.
+
+    `variation` scales how much donors differ: the SDs of their nuisance traits (log density, cell size,
+    brightness) and the width of their baseline-severity ranges (healthy [0, 0.12·v], GoF [1 − 0.15·v, 1],
+    clipped to [0, 0.45] and [0.55, 1]). 1 = the default donors; the same seed gives the same draws.
+    """
     if genotype not in (HEALTHY, GOF):
         raise FibroclassError(f"genotype must be {HEALTHY!r} or {GOF!r}, got {genotype!r}")
+    if not 0.0 <= variation <= 3.0:
+        raise FibroclassError(f"donor variation must be in [0, 3], got {variation}")
     name = f"HD{index}" if genotype == HEALTHY else f"GoF{index}"
     nuisance = rng_for(seed, "donor-nuisance", index)
-    density, cell_scale, brightness = np.exp(nuisance.normal(0.0, [0.12, 0.06, 0.15]))
-    own = rng_for(seed, "donor", name)
-    severity = own.uniform(0.0, 0.12) if genotype == HEALTHY else own.uniform(0.85, 1.0)
+    density, cell_scale, brightness = np.exp(variation * nuisance.normal(0.0, [0.12, 0.06, 0.15]))
+    u = rng_for(seed, "donor", name).uniform(0.0, 1.0)
+    if genotype == HEALTHY:
+        severity = u * min(0.12 * variation, 0.45)
+    else:
+        severity = 1.0 - (1.0 - u) * min(0.15 * variation, 0.45)
     return Donor(name, genotype, float(severity), float(density), float(cell_scale), float(brightness))
 
 
@@ -173,12 +184,15 @@ def screen_layout(plate_format: int, doses: list[float]) -> list[WellSpec]:
     return sorted(specs, key=lambda s: parse_well(s.well))
 
 
-def well_truth(spec: WellSpec, donor: Donor, rng: np.random.Generator) -> dict[str, float]:
-    """True severity / viability / off-target of one well (with well-to-well severity noise)."""
+def well_truth(
+    spec: WellSpec, donor: Donor, rng: np.random.Generator, library: Mapping[str, cpd.Compound] | None = None
+) -> dict[str, float]:
+    """True severity / viability / off-target of one well (with well-to-well severity noise); compounds
+    are looked up in `library` (name -> Compound) first, else in the built-in library."""
     if spec.compound == cpd.VEHICLE:
         sev, via, off = donor.severity, 1.0, 0.0
     else:
-        c = cpd.by_name(spec.compound)
+        c = library[spec.compound] if library and spec.compound in library else cpd.by_name(spec.compound)
         sev = c.severity(donor.severity, spec.concentration_uM)
         via, off = c.viability(spec.concentration_uM), c.offtarget(spec.concentration_uM)
     sev = float(np.clip(sev + rng.normal(0.0, WELL_SEVERITY_SD), 0.0, 1.0))
@@ -232,10 +246,17 @@ class WellPlan:
         return {k: row[k] for k in WELL_TRUTH_COLUMNS}
 
 
-def plan_well(seed: int, plate: str, spec: WellSpec, donor: Donor, optics: PlateOptics) -> WellPlan:
+def plan_well(
+    seed: int,
+    plate: str,
+    spec: WellSpec,
+    donor: Donor,
+    optics: PlateOptics,
+    library: Mapping[str, cpd.Compound] | None = None,
+) -> WellPlan:
     """Draw one well's truth and nuisance factors from its own stream (seed, plate, well)."""
     rng = rng_for(seed, plate, spec.well)
-    truth = well_truth(spec, donor, rng)
+    truth = well_truth(spec, donor, rng, library)
     density, b_actin, b_nuclei = np.exp(rng.normal(0.0, [0.08, 0.07, 0.07]))
     return WellPlan(
         plate=plate,
@@ -274,8 +295,8 @@ def well_truth_frame(plans: list[WellPlan]) -> pd.DataFrame:
     return pd.DataFrame([p.truth_row() for p in plans], columns=list(WELL_TRUTH_COLUMNS))
 
 
-def compounds_frame(plate_format: int) -> pd.DataFrame:
-    return pd.DataFrame([c.as_row() for c in cpd.library(plate_format)])
+def compounds_frame(plate_format: int, rescue_emax: float | None = None) -> pd.DataFrame:
+    return pd.DataFrame([c.as_row() for c in cpd.library(plate_format, rescue_emax)])
 
 
 def in_tested_range(ec50: float, doses: list[float], margin: int = 2) -> bool:

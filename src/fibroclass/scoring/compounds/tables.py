@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from fibroclass.schema import COMPOUND, CONC, RESCUE_PCT, VIABILITY_PCT
+from fibroclass.scoring.compounds.activity import ACTIVITY_COLUMNS
 from fibroclass.scoring.wells.normalize import query_mask
 
 COMPOUND_COLUMNS = (
@@ -27,6 +28,7 @@ COMPOUND_COLUMNS = (
     "n_viable_doses",
     "n_active_doses",
     "max_offtarget_z",
+    *ACTIVITY_COLUMNS,  # phenotypic activity (scoring.compounds.activity; NaN until computed)
 )
 FIT_COLUMNS = ("ec50_uM", "ec50_ci_low_uM", "ec50_ci_high_uM", "emax_pct", "hill")
 DETAIL_COLUMNS = ("r2", "n_wells", "n_viable_doses", "n_active_doses", "max_offtarget_z")

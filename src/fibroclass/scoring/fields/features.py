@@ -12,6 +12,10 @@ Register defaults by appending to `FIELD_FEATURES` (module-level functions or pi
 worker processes can receive them), or pass `field_features=[...]` to `scoring.pipeline.score_index`.
 A feature's identity (`feature_id`) is part of the fingerprint of scored chunks: changing the list or
 a feature's parameters makes resumed runs rescore instead of reusing stale parts.
+
+A feature with a true `uses_context` attribute is called `fn(img, channels, context)`, where `context`
+holds what the field index says about that field: `pixel_size_um` (NaN when unknown) and `bit_depth`
+(None for float images); `Organization` uses them for its µm window and OrientationJ's raw-value scale.
 """
 
 from __future__ import annotations
@@ -20,17 +24,19 @@ import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from fibroclass.measure.field_qc import FieldQCParams, field_qc_metrics
 from fibroclass.measure.nuclei import NucleiParams, count_nuclei
-from fibroclass.measure.organization import field_organization
+from fibroclass.measure.organization import FIELD_SIGMA, WINDOW_UM, field_organization, window_px
 from fibroclass.measure.resample import downsample
 from fibroclass.schema import (
+    BIT_DEPTH,
     NUCLEI_COUNT,
     NUCLEI_PYKNOTIC,
+    PIXEL_SIZE,
 )
 from fibroclass.scoring.config import ReadoutSettings
 
@@ -68,17 +74,24 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 
 def compute_features(
-    img: np.ndarray, channels: Sequence[str], features: Sequence[FieldFeature]
+    img: np.ndarray,
+    channels: Sequence[str],
+    features: Sequence[FieldFeature],
+    context: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """All features of one field, plus the errors of the features that raised: `"; "`-joined
     `Name: ExceptionType: message` entries (`parse_feature_errors` reads them back). A failed feature's
     columns are missing for this field (NaN in the table) and the field is flagged at merge
-    (`scoring.fields.qc.plate_field_qc`)."""
+    (`scoring.fields.qc.plate_field_qc`).
+    `context`: see the module docstring."""
     values: dict[str, Any] = {}
     errors: list[str] = []
     for fn in features:
         try:
-            values.update(fn(img, channels))
+            if getattr(fn, "uses_context", False):
+                values.update(fn(img, channels, dict(context or {})))
+            else:
+                values.update(fn(img, channels))
         except Exception as exc:  # noqa: BLE001 - one odd field must not stop a plate; it is flagged instead
             errors.append(f"{feature_name(fn)}: {type(exc).__name__}: {_one_line(exc)}")
     return values, "; ".join(errors)
@@ -157,20 +170,34 @@ class NucleiCounts:
 
 @dataclass(frozen=True)
 class Organization:
-    """Field feature: actin organization co-readout (`org_*`: coherency, orientation, order, nuclei shape)."""
+    """Field feature: actin organization co-readout (`org_*`: coherency, orientation, order, nuclei shape).
 
+    OrientationJ's tensor with a local window σ of `window_um` µm, converted with the field's pixel size
+    (and the downsampling to `max_side`); fields without a pixel size use `window_px` pixels of the
+    analysed field instead. The [0, 1]-scaled pixels are measured on the file's raw scale (bit depth).
+    """
+
+    uses_context: ClassVar[bool] = True
     actin: str = "actin"
     nuclei: str = "nuclei"
     max_side: int = 512  # larger fields are block-mean downsampled first (cost grows with the pixel count)
+    window_um: float = WINDOW_UM
+    window_px: float = FIELD_SIGMA
 
-    def __call__(self, img: np.ndarray, channels: Sequence[str]) -> dict[str, float]:
+    def __call__(
+        self, img: np.ndarray, channels: Sequence[str], context: Mapping[str, Any] | None = None
+    ) -> dict[str, float]:
         names = list(channels)
         if self.actin not in names:
             return {}
+        context = context or {}
         factor = int(np.ceil(max(img.shape[1:]) / self.max_side)) if self.max_side > 0 else 1
         img = downsample(img, factor) if factor > 1 else img
         nuclei = img[names.index(self.nuclei)] if self.nuclei in names else None
-        return field_organization(img[names.index(self.actin)], nuclei)
+        sigma = window_px(self.window_um, context.get(PIXEL_SIZE), factor, self.window_px)
+        bits = context.get(BIT_DEPTH)
+        scale = float(2 ** int(bits) - 1) if bits else 1.0  # float images: values as stored
+        return field_organization(img[names.index(self.actin)], nuclei, sigma=sigma, intensity_scale=scale)
 
 
 def default_field_features() -> list:
@@ -187,7 +214,8 @@ def configure_features(features: Sequence, settings: ReadoutSettings) -> list:
         elif isinstance(fn, NucleiCounts):
             fn = replace(fn, params=settings.nuclei)
         elif isinstance(fn, Organization):
-            fn = replace(fn, max_side=settings.organization.max_side)
+            o = settings.organization
+            fn = replace(fn, max_side=o.max_side, window_um=o.window_um, window_px=o.window_px)
         out.append(fn)
     return out
 

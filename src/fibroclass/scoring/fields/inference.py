@@ -32,7 +32,16 @@ from fibroclass.io.images import OversizeError, read_field
 from fibroclass.measure.resample import downsample
 from fibroclass.models.spec import ModelSpec
 from fibroclass.progress import progress_bar
-from fibroclass.schema import DISEASE_SCORE, NUCLEI_COUNT, P_DISEASE, QC_PASS, QC_REASON, path_col
+from fibroclass.schema import (
+    BIT_DEPTH,
+    DISEASE_SCORE,
+    NUCLEI_COUNT,
+    P_DISEASE,
+    PIXEL_SIZE,
+    QC_PASS,
+    QC_REASON,
+    path_col,
+)
 from fibroclass.scoring.fields.features import FEATURE_ERROR, FIELD_FEATURES, FieldFeature, compute_features
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -89,7 +98,12 @@ class FieldTiles(Dataset):
             return i, None, {}, f"unreadable: {exc}"
         except Exception as exc:  # noqa: BLE001 - any bad file must become a flagged row, never a crash
             return i, None, {}, f"unreadable: {type(exc).__name__}: {exc} ({paths})"
-        values, feature_error = compute_features(img, self.channels, self.features)
+        context = (
+            {PIXEL_SIZE: self.reader.pixel_sizes[i], BIT_DEPTH: self.reader.bit_depths[i]}
+            if self.reader is not None
+            else {}
+        )
+        values, feature_error = compute_features(img, self.channels, self.features, context)
         if feature_error:
             values[FEATURE_ERROR] = feature_error
         nonfinite = nonfinite_reason(img, paths)

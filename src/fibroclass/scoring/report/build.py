@@ -19,6 +19,7 @@ from fibroclass.schema import FLAGS, PLATE, RESCUE_PCT, ROLE
 from fibroclass.scoring.compounds.doseresponse import Fit4PL
 from fibroclass.scoring.report import html as rep
 from fibroclass.scoring.report import plots as rp
+from fibroclass.scoring.report.activity import activity_section
 from fibroclass.scoring.report.interactive import render_interactive_report
 from fibroclass.scoring.report.thumbnails import well_thumbnails
 from fibroclass.scoring.wells.organization import FLAG_ORG_DISAGREE, ORG_RESCUE_PCT
@@ -165,6 +166,7 @@ def write_report(
     assay_fits: Mapping[str, Mapping[str, Fit4PL]] | None = None,
     thumbnails: int = 1536,
     viability_min_pct: float = 70.0,
+    activity: pd.DataFrame | None = None,
 ) -> Path:
     """Write `out_dir/report.html` (interactive) and `out_dir/plots/` (PNGs + report_static.html);
     `model` (the scoring classifier) gives the channel order of the montage fields and, with `gradcam`,
@@ -186,6 +188,7 @@ def write_report(
     if {str(q.get("z_prime_scale", "score")) for q in plate_qc.values()} == {"probability"}:
         note = "Z′ and SSMD are computed on p(disease) = sigmoid(well score) of the control wells."
         extra["controls"] = ("", f'<p class="note">{note}</p>')
+    extra["activity"] = ("Phenotypic activity (mAP vs vehicle)", activity_section(activity, plots))
     if gradcam and model is not None and images:
         extra["montage"] = ("", gradcam_section(model, images, plots, problems))
     if problems:

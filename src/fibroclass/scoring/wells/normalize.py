@@ -1,7 +1,9 @@
 """Per-plate normalization of well scores to the plate's own healthy and disease controls.
 
 `rescue_pct = 100·(μ_disease − s)/(μ_disease − μ_healthy)`: 0 % at the disease-control mean, 100 % at
-the healthy-control mean. `viability_pct = 100 · nuclei_count / mean nuclei count of disease controls`.
+the healthy-control mean, on the well score `s` of the primary meter (`readout_score`, see
+scoring.wells.readout; the CNN logit `disease_score` when no meter was fitted).
+`viability_pct = 100 · nuclei_count / mean nuclei count of disease controls`.
 Controls are pandas queries on the well table (config `controls.healthy`, `controls.disease`).
 """
 
@@ -54,6 +56,9 @@ class PlateControls:
     disease_scores: np.ndarray = field(repr=False)
     disease_nuclei_mean: float = float("nan")
     reasons: list[str] = field(default_factory=list)
+    score: str = DISEASE_SCORE  # the well column the scores come from (the rescue scale)
+    healthy_logits: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)  # CNN disease_score
+    disease_logits: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
 
     @property
     def usable(self) -> bool:
@@ -83,8 +88,10 @@ def query_mask(wells: pd.DataFrame, query: str, name: str) -> np.ndarray:
     return wells.index.isin(selected.index)
 
 
-def plate_controls(wells: pd.DataFrame, controls: dict[str, str]) -> dict[str, PlateControls]:
-    """Control statistics per plate from the `healthy` and `disease` queries."""
+def plate_controls(
+    wells: pd.DataFrame, controls: dict[str, str], score_col: str = DISEASE_SCORE
+) -> dict[str, PlateControls]:
+    """Control statistics per plate of `score_col` from the `healthy` and `disease` queries."""
     wells = wells.reset_index(drop=True)
     healthy = query_mask(wells, controls["healthy"], "healthy")
     disease = query_mask(wells, controls["disease"], "disease")
@@ -94,7 +101,8 @@ def plate_controls(wells: pd.DataFrame, controls: dict[str, str]) -> dict[str, P
             f"control queries overlap: {int(both.sum())} well(s) match both healthy and disease "
             f"(e.g. {wells.loc[both, PLATE].iloc[0]} {wells.loc[both].iloc[0].get('Metadata_Well')})"
         )
-    score = wells[DISEASE_SCORE].to_numpy(float)
+    score = wells[score_col].to_numpy(float)
+    logit = wells[DISEASE_SCORE].to_numpy(float) if DISEASE_SCORE in wells else np.full(len(wells), np.nan)
     nuclei = wells[NUCLEI_COUNT].to_numpy(float) if NUCLEI_COUNT in wells else np.full(len(wells), np.nan)
     out: dict[str, PlateControls] = {}
     for plate, idx in wells.groupby(PLATE, sort=False).indices.items():
@@ -119,19 +127,23 @@ def plate_controls(wells: pd.DataFrame, controls: dict[str, str]) -> dict[str, P
             d_scores[np.isfinite(d_scores)],
             nuc_mean,
             reasons,
+            score_col,
+            logit[idx][healthy[idx]],
+            logit[idx][disease[idx]],
         )
     return out
 
 
 def normalize_plates(
-    wells: pd.DataFrame, controls: dict[str, str]
+    wells: pd.DataFrame, controls: dict[str, str], score_col: str = DISEASE_SCORE
 ) -> tuple[pd.DataFrame, dict[str, PlateControls]]:
-    """Add `rescue_pct` and `viability_pct` per plate; plates lacking usable controls get NaN rescue."""
-    if PLATE not in wells or DISEASE_SCORE not in wells:
-        raise FibroclassError(f"well table needs columns {PLATE} and {DISEASE_SCORE}")
+    """Add `rescue_pct` (on `score_col`) and `viability_pct` per plate; plates lacking usable controls get
+    NaN rescue."""
+    if PLATE not in wells or score_col not in wells:
+        raise FibroclassError(f"well table needs columns {PLATE} and {score_col}")
     wells = wells.reset_index(drop=True).copy()
-    stats = plate_controls(wells, controls)
-    score = wells[DISEASE_SCORE].to_numpy(float)
+    stats = plate_controls(wells, controls, score_col)
+    score = wells[score_col].to_numpy(float)
     nuclei = wells[NUCLEI_COUNT].to_numpy(float) if NUCLEI_COUNT in wells else np.full(len(wells), np.nan)
     rescue = np.full(len(wells), np.nan)
     viability = np.full(len(wells), np.nan)
