@@ -14,13 +14,15 @@ Pipeline, streaming with Ray Data's backpressure:
 
 Plate illumination estimates (models trained with flat-field/normalization) are one Ray task per plate.
 A killed read task is retried and a killed actor restarted (`MAX_RETRIES` times each); a killed driver
-leaves the finished chunks, so the same command resumes. Without an address the engine starts a local
-Ray cluster and shuts it down after; with `auto` or `ray://HOST:PORT` it joins that cluster, whose nodes
-need fibroclass installed and the images at the same paths (the driver alone writes OUT).
+leaves the finished chunks, so the same command resumes. Without an address (and no `$RAY_ADDRESS`) the
+engine starts a local Ray cluster and shuts it down after; with `auto` or `ray://HOST:PORT` it joins that
+cluster, whose nodes need fibroclass installed and the images at the same paths (only the driver writes
+OUT).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -90,7 +92,7 @@ class FieldScorer:
     """Ray actor: holds the model once (on its GPU when it has one) and scores batches of decoded fields."""
 
     def __init__(self, model: Any, device: str, precision: str, compile: bool, batch_size: int) -> None:
-        model = ray.get(model) if isinstance(model, ray.ObjectRef) else model
+        model = ray.get(model[0]) if isinstance(model, list) else model
         self.runner = make_runner(model, device, precision, compile)
         self.batch_size = batch_size
 
@@ -114,7 +116,8 @@ class FieldScorer:
 
 # -- driver side ------------------------------------------------------------------------------------------
 class RayEngine:
-    """The field stage on Ray Data (see the module docstring); `address` None starts a local cluster."""
+    """The field stage on Ray Data (see the module docstring). `address`: None joins `$RAY_ADDRESS` when set,
+    else starts a local cluster (shut down after); `auto` or `ray://HOST:PORT` joins that cluster."""
 
     name = "ray"
 
@@ -123,35 +126,40 @@ class RayEngine:
         self._owned = False
         self._started = False
         self._precision: str | None = None
+        self._model_ref: Any = None  # held while scoring: a restarted actor reloads the model from it
 
     # cluster ---------------------------------------------------------------------------------------------
     def _start(self) -> None:
         if self._started:
             return
+        if not ray.is_initialized():  # else a cluster this process already joined (a notebook, the tests)
+            address = self.address or os.environ.get("RAY_ADDRESS") or "local"
+            kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
+            if address == "local":
+                kwargs["include_dashboard"] = False  # a cluster of our own, for this run only
+            try:
+                ray.init(address=address, **kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = "a new local cluster" if address == "local" else address
+                raise FibroclassError(f"cannot start or join the Ray cluster ({where}): {exc}") from exc
+            self._owned = True
         self._started = True
-        if ray.is_initialized():  # a cluster this process already joined (a notebook, the tests)
-            return
-        kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
-        if self.address is None and not os.environ.get("RAY_ADDRESS"):
-            kwargs["include_dashboard"] = False  # a cluster of our own, for this run only
-        try:
-            ray.init(address=self.address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = self.address or os.environ.get("RAY_ADDRESS") or "a new local cluster"
-            raise FibroclassError(f"cannot start or join the Ray cluster ({where}): {exc}") from exc
-        self._owned = True
         from ray.data import DataContext
 
         ctx = DataContext.get_current()
         ctx.enable_progress_bars = False  # fibroclass's own progress bar counts fields
         ctx.print_on_execution_start = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+        with contextlib.suppress(ImportError):  # Ray Data's one-time note that its bars are off: on purpose
+            from ray.util.debug import log_once
+
+            log_once("ray_data_progress_manager_disabled")
 
     def close(self) -> None:
         if self._owned and ray.is_initialized():
             ray.shutdown()
         self._owned = self._started = False
-        self._precision = None
+        self._precision = self._model_ref = None
 
     def _resources(self) -> tuple[float, float]:
         res = ray.cluster_resources()
@@ -221,6 +229,7 @@ class RayEngine:
         from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
         spec = model.spec
+        self._model_ref = ray.put(model)
         cpus, _ = self._resources()
         use_gpu = self._use_gpu(cfg)
         n = len(reader)
@@ -259,7 +268,7 @@ class RayEngine:
             num_gpus=1 if use_gpu else None,
             num_cpus=task_cpus,
             fn_constructor_kwargs={
-                "model": ray.put(model),
+                "model": [self._model_ref],  # nested: the actors borrow the driver's reference
                 "device": "cuda" if use_gpu else "cpu",
                 "precision": self.precision(model, cfg),
                 "compile": cfg.compile,
