@@ -68,7 +68,7 @@ def _me() -> dict[str, Any]:
         "boot_id": _boot_id(),
         "pid_start": _start_ticks(pid),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv)[:500],
+        "command": " ".join(getattr(sys, "orig_argv", sys.argv))[:500],
     }
 
 
