@@ -16,10 +16,12 @@ import pytest
 from resume_helpers import assert_same_outputs, plate_layout, register_tiny_model, score_cmd
 
 from fibroclass.cli.app import main
+from fibroclass.data.illumination import ILLUMINATION_FILE, IlluminationSettings, PlateCorrections
 from fibroclass.errors import FibroclassError
 from fibroclass.schema import QC_REASON
 from fibroclass.scoring.config import ScoreConfig
 from fibroclass.scoring.fields.features import FIELD_FEATURES
+from fibroclass.scoring.fields.parts import plate_slug
 from fibroclass.scoring.pipeline import score_index
 
 
@@ -40,7 +42,9 @@ def test_cli_engine_ray_equals_local_engine(tmp_path, kit, mlflow_uri, ray_clust
     args = ("--config", str(config), "--no-mlflow")
     local, ray_out = tmp_path / "local", tmp_path / "ray"
     assert main(score_cmd(tmp_path / "images", platemap, model_uri, local, *args)[3:]) == 0
-    assert main(score_cmd(tmp_path / "images", platemap, model_uri, ray_out, *args, "--engine", "ray")[3:]) == 0
+    assert (
+        main(score_cmd(tmp_path / "images", platemap, model_uri, ray_out, *args, "--engine", "ray")[3:]) == 0
+    )
     printed = capsys.readouterr().out
     assert "plate QC" in printed and "compound calls" in printed
 
@@ -50,10 +54,14 @@ def test_cli_engine_ray_equals_local_engine(tmp_path, kit, mlflow_uri, ray_clust
     assert len(flagged) == 1 and str(bad) in flagged[QC_REASON].iloc[0]
     wells = [pd.read_csv(d / "wells.csv") for d in (local, ray_out)]
     np.testing.assert_allclose(wells[0]["rescue_pct"], wells[1]["rescue_pct"], atol=1e-4, equal_nan=True)
-    np.testing.assert_allclose(wells[0]["viability_pct"], wells[1]["viability_pct"], atol=1e-4, equal_nan=True)
+    np.testing.assert_allclose(
+        wells[0]["viability_pct"], wells[1]["viability_pct"], atol=1e-4, equal_nan=True
+    )
 
     # The same command again: every chunk reused, nothing rescored or rewritten.
-    assert main(score_cmd(tmp_path / "images", platemap, model_uri, ray_out, *args, "--engine", "ray")[3:]) == 0
+    assert (
+        main(score_cmd(tmp_path / "images", platemap, model_uri, ray_out, *args, "--engine", "ray")[3:]) == 0
+    )
     assert "outputs already up to date" in capsys.readouterr().out
 
 
@@ -83,7 +91,10 @@ def _kill_once_model(kit, marker: Path):
             KillOnce(marker)(np.zeros(1), ())
             return super().forward(x)
 
-    return KillOnceModel()
+    model = KillOnceModel()
+    # Per-plate illumination as in training: estimated in one Ray task per plate on the Ray engine.
+    model.spec.extra = {"illumination": IlluminationSettings(flatfield=True, normalize=True).to_dict()}
+    return model
 
 
 def test_killed_read_worker_and_inference_actor_are_retried(tmp_path, kit, ray_cluster):
@@ -106,6 +117,14 @@ def test_killed_read_worker_and_inference_actor_are_retried(tmp_path, kit, ray_c
     )  # fmt: skip
     assert local.merged
     assert_same_outputs(tmp_path / "local", tmp_path / "ray")
+    for plate in ("R1", "R2"):  # the same estimates (and notes) from per-plate Ray tasks as from one pass
+        a, b = (
+            PlateCorrections.load(tmp_path / d / "parts" / plate_slug(plate) / ILLUMINATION_FILE)
+            for d in ("local", "ray")
+        )
+        assert a.notes == b.notes and list(a.plates) == list(b.plates) == [plate]
+        np.testing.assert_array_equal(a.plates[plate].coef, b.plates[plate].coef)
+        np.testing.assert_array_equal(a.plates[plate].high, b.plates[plate].high)
 
 
 # -- ray stays optional -----------------------------------------------------------------------------------

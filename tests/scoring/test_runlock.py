@@ -42,7 +42,10 @@ def _holder(out: Path, *plate_dirs: Path) -> subprocess.Popen:
     """A real second process holding `out` (or plate folders of it) until killed."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(runlock.__file__).parents[2]), *sys.path])}
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(out), *map(str, plate_dirs)], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", HOLD, str(out), *map(str, plate_dirs)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     assert proc.stdout.readline().strip() == "locked"
     return proc
@@ -56,14 +59,19 @@ def _dead_pid() -> int:
 
 def _write_lock(path: Path, **info) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"host": socket.gethostname(), "started": "2026-01-01T00:00:00+00:00", **info}))
+    path.write_text(
+        json.dumps({"host": socket.gethostname(), "started": "2026-01-01T00:00:00+00:00", **info})
+    )
 
 
 def test_live_writer_is_refused_then_its_folder_is_free(tmp_path, kit, plates):
     out = tmp_path / "out"
     holder = _holder(out)
     try:
-        with pytest.raises(FibroclassError, match=rf"is being written by another fibroclass process \(pid {holder.pid} on host"):
+        with pytest.raises(
+            FibroclassError,
+            match=rf"is being written by another fibroclass process \(pid {holder.pid} on host",
+        ):
             score_index(plates, kit.ToyClassifier(), out, CFG, progress=False)
         with pytest.raises(FibroclassError, match="being written"):  # a plate job neither
             score_index(plates, kit.ToyClassifier(), out, CFG, progress=False, plates=["P1"])
@@ -71,7 +79,9 @@ def test_live_writer_is_refused_then_its_folder_is_free(tmp_path, kit, plates):
         holder.kill()
         holder.wait()
     assert not (out / "fields.parquet").exists()
-    res = score_index(plates, kit.ToyClassifier(), out, CFG, progress=False)  # the killed holder's lock: stale
+    res = score_index(
+        plates, kit.ToyClassifier(), out, CFG, progress=False
+    )  # the killed holder's lock: stale
     assert res.merged and any("took over the lock" in w and "no longer running" in w for w in res.warnings)
     assert not (out / OUT_LOCK).exists()  # released when done
 
@@ -99,7 +109,11 @@ def test_plate_jobs_share_a_folder_but_not_a_plate(tmp_path, kit, plates):
         {"pid": "dead"},  # the process is gone
         {"pid": "self", "pid_start": "1"},  # the pid now belongs to a process started later
         {"pid": "self", "boot_id": "another-boot"},  # written before the machine rebooted
-        {"pid": 1, "host": "node-elsewhere", "age": runlock.STALE_AFTER_S + 60},  # a remote writer went silent
+        {
+            "pid": 1,
+            "host": "node-elsewhere",
+            "age": runlock.STALE_AFTER_S + 60,
+        },  # a remote writer went silent
     ],
 )
 def test_stale_locks_are_taken_over(tmp_path, info):
@@ -118,7 +132,9 @@ def test_stale_locks_are_taken_over(tmp_path, info):
 def test_a_remote_writer_with_a_recent_heartbeat_is_not_stale(tmp_path):
     lock = tmp_path / "out" / OUT_LOCK
     _write_lock(lock, pid=1, host="node-elsewhere", command="fibroclass score plates --out out")
-    with pytest.raises(FibroclassError, match=r"pid 1 on host node-elsewhere.*: fibroclass score plates --out out"):
+    with pytest.raises(
+        FibroclassError, match=r"pid 1 on host node-elsewhere.*: fibroclass score plates --out out"
+    ):
         with writing(tmp_path / "out"):
             pass
     assert json.loads(lock.read_text())["host"] == "node-elsewhere"  # left alone

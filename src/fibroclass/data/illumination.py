@@ -25,7 +25,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -413,7 +413,9 @@ class FieldReader:
         for name in ("paths", "plates", "bit_depths", "pixel_sizes", "skip_reasons"):
             setattr(part, name, getattr(self, name)[start:stop])
         part.corrections = PlateCorrections(corr.settings, corr.channels, corr.target_pixel_size_um)
-        part.corrections.plates = {p: corr.plates[p] for p in set(part.plates) if p in corr.plates}
+        part.corrections.plates = {
+            p: replace(corr.plates[p], _cache={}) for p in set(part.plates) if p in corr.plates
+        }
         return part
 
     def skip_reason(self, i: int) -> str:

@@ -63,8 +63,6 @@ FIELDS_PER_TASK = 4  # fields decoded by one read task (small: balances slow fie
 FORWARDS_PER_CALL = 4  # forward passes of `batch_size` tiles per actor call (fewer partial batches)
 MAX_RETRIES = 3  # a killed read task is retried, a killed actor restarted, this many times
 
-log = logging.getLogger(__name__)
-
 
 # -- worker side ------------------------------------------------------------------------------------------
 def read_groups(batch: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -100,7 +98,12 @@ class FieldScorer:
         items = (
             (int(i), torch.from_numpy(np.array(t, dtype=np.float32)) if has else None, feats, str(reason))
             for i, t, has, feats, reason in zip(
-                batch["i"], batch["tiles"], batch["has_tiles"], batch["features"], batch["reason"], strict=True
+                batch["i"],
+                batch["tiles"],
+                batch["has_tiles"],
+                batch["features"],
+                batch["reason"],
+                strict=True,
             )
         )
         results = list(score_items(items, self.runner, self.batch_size))  # features pass through as bytes
@@ -169,7 +172,9 @@ class RayEngine:
         self._start()
         gpus = self._resources()[1]
         if cfg.device.startswith("cuda") and gpus < 1:
-            raise FibroclassError(f"device '{cfg.device}' requested but the Ray cluster has no GPU (use --device cpu)")
+            raise FibroclassError(
+                f"device '{cfg.device}' requested but the Ray cluster has no GPU (use --device cpu)"
+            )
         return cfg.device != "cpu" and gpus >= 1
 
     # engine ----------------------------------------------------------------------------------------------
@@ -225,7 +230,9 @@ class RayEngine:
         refs = [estimate.remote(rows, spec) for _, rows in todo.groupby(PLATE, sort=True)]
         return PlateCorrections.combine(ray.get(refs), todo)
 
-    def _dataset(self, reader: FieldReader, model: TileModel, cfg: ScoreConfig, features: Sequence[FieldFeature]):  # noqa: ANN202 - ray.data.Dataset
+    def _dataset(
+        self, reader: FieldReader, model: TileModel, cfg: ScoreConfig, features: Sequence[FieldFeature]
+    ):  # noqa: ANN202 - ray.data.Dataset
         from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
         spec = model.spec
@@ -291,7 +298,14 @@ def _map_batches(ds: Any, fn: Any, retries: dict[str, int], **kwargs: Any) -> An
 def _tiles_per_field(reader: FieldReader, spec: Any, probes: int = 3) -> int:
     """Tiles of the first readable field (sizes the actors' batches of fields); 1 when none is readable."""
     for a in range(min(probes, len(reader))):
-        _, tiles, _, _ = FieldTiles(reader.paths[a : a + 1], spec.downsample, spec.crop_size, spec.channels, (), reader.slice(a, a + 1))[0]
+        _, tiles, _, _ = FieldTiles(
+            reader.paths[a : a + 1],
+            spec.downsample,
+            spec.crop_size,
+            spec.channels,
+            (),
+            reader.slice(a, a + 1),
+        )[0]
         if tiles is not None:
             return max(1, len(tiles))
     return 1

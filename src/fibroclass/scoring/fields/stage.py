@@ -98,8 +98,12 @@ class ChunkSink:
     def check_complete(self) -> None:
         """Every chunk written (an engine that lost fields is an internal error, not a silent gap)."""
         if self.written != len(self.chunks):
-            missing = [c.stem.name for c, g in zip(self.chunks, self.got, strict=True) if g or not c.is_done()]
-            raise FibroclassError(f"internal: {len(missing)} chunk(s) not complete after scoring: {missing[:3]}")
+            missing = [
+                c.stem.name for c, g in zip(self.chunks, self.got, strict=True) if g or not c.is_done()
+            ]
+            raise FibroclassError(
+                f"internal: {len(missing)} chunk(s) not complete after scoring: {missing[:3]}"
+            )
 
 
 def score_chunks_local(
