@@ -157,3 +157,21 @@ def kit() -> SimpleNamespace:
         write_platemap=write_platemap,
         screen_layout=screen_layout,
     )
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One real local Ray cluster for the session (Ray has no local mode any more); skipped without Ray."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'fibroclass[ray]')")
+    pytest.importorskip("ray.data", reason="ray[data] is not installed (pip install 'fibroclass[ray]')")
+    import logging
+    import sys
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    # Test classes (ToyClassifier here, helpers of the test modules) travel to the workers by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield ray
+    if started:
+        ray.shutdown()

@@ -1,4 +1,4 @@
-"""Resumable, idempotent scoring in-process: parts per plate chunk, reuse, targeted rescoring, shards."""
+"""Resumable, idempotent scoring in-process: parts per plate chunk, reuse, targeted rescoring, plate jobs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fibroclass.errors import FibroclassError
 from fibroclass.schema import PLATE, WELL
 from fibroclass.scoring.config import ScoreConfig
 from fibroclass.scoring.outputs import ScoreResult
-from fibroclass.scoring.pipeline import ShardResult, score_index
+from fibroclass.scoring.pipeline import PartsResult, score_index
 
 CFG = ScoreConfig(batch_size=8, chunk_fields=6, device="cpu", report=False)  # report.html: its own tests
 
@@ -79,26 +79,46 @@ def test_new_weights_rescore_everything_and_config_changes_only_remerge(tmp_path
     assert '"z_prime_min": 0.9' in (out / "plate_qc.json").read_text()
 
 
-def test_shards_score_their_plates_and_last_one_merges(tmp_path, kit, plates):
+def test_plate_jobs_then_one_explicit_merge_equal_one_run(tmp_path, kit, plates):
     index, _ = plates
     out, ref = tmp_path / "out", tmp_path / "ref"
     with pytest.raises(FibroclassError, match="3 plate\\(s\\) not scored yet"):
         score_index(index, kit.ToyClassifier(), out, CFG, progress=False, merge_only=True)
 
-    first = score_index(index, kit.ToyClassifier(), out, CFG, progress=False, shard=(1, 2))
-    assert isinstance(first, ShardResult)
-    assert first.plates == ["P2"] and first.chunks_scored == 3 and first.missing_plates == ["P1", "P3"]
+    first = score_index(index, kit.ToyClassifier(), out, CFG, progress=False, plates=["P2"])
+    assert isinstance(first, PartsResult)
+    assert first.plates == ["P2"] and first.chunks_scored == 3 and first.other_plates == 2
     assert not (out / "fields.parquet").exists()
     with pytest.raises(FibroclassError, match="P1, P3"):
         score_index(index, kit.ToyClassifier(), out, CFG, progress=False, merge_only=True)
 
-    last = score_index(index, kit.ToyClassifier(), out, CFG, progress=False, shard=(0, 2))
-    assert isinstance(last, ScoreResult) and last.merged and last.chunks_scored == 8
-    score_index(index, kit.ToyClassifier(), ref, CFG, progress=False)
-    assert_same_outputs(out, ref)
+    last = score_index(index, kit.ToyClassifier(), out, CFG, progress=False, plates=["P3", "P1"])
+    assert isinstance(last, PartsResult) and last.chunks_scored == 8  # every plate scored: still no merge
+    assert not (out / "fields.parquet").exists()
+    again = score_index(index, kit.ToyClassifier(), out, CFG, progress=False, plates=["P1"])
+    assert (again.chunks_scored, again.chunks_reused) == (0, 4)
 
     merged = score_index(index, kit.ToyClassifier(), out, CFG, progress=False, merge_only=True)
+    assert isinstance(merged, ScoreResult) and merged.merged and merged.chunks_scored == 0
+    score_index(index, kit.ToyClassifier(), ref, CFG, progress=False)
+    assert_same_outputs(out, ref)
+    merged = score_index(index, kit.ToyClassifier(), out, CFG, progress=False, merge_only=True)
     assert isinstance(merged, ScoreResult) and not merged.merged  # already up to date
+
+    with pytest.raises(FibroclassError, match=r"plate\(s\) \['P9'\] not in the field index"):
+        score_index(index, kit.ToyClassifier(), out, CFG, progress=False, plates=["P9"])
+
+
+def test_merge_accepts_parts_scored_at_another_precision(tmp_path, kit, plates):
+    """Plate jobs on GPU nodes (bf16) merged on a CPU node (where `auto` means fp32)."""
+    index, _ = plates
+    out = tmp_path / "out"
+    bf16 = ScoreConfig(**{**CFG.__dict__, "precision": "bf16"})
+    score_index(index, kit.ToyClassifier(), out, bf16, progress=False, plates=["P1", "P2", "P3"])
+    merged = score_index(index, kit.ToyClassifier(), out, CFG, progress=False, merge_only=True)
+    assert merged.merged and merged.chunks_reused == 11
+    res = score_index(index, kit.ToyClassifier(), out, CFG, progress=False)  # a run rescoring at fp32
+    assert (res.chunks_scored, res.chunks_reused) == (11, 0)
 
 
 def test_interrupted_chunk_write_is_not_trusted(tmp_path, kit, plates):

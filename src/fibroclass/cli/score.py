@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fibroclass.errors import FibroclassError
+
 console = Console()
 
 
@@ -178,7 +180,7 @@ def log_to_mlflow(result, model: str, experiment: str) -> None:  # noqa: ANN001 
     console.print(f"MLflow: experiment {experiment}, run {run_id}")
 
 
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "int | str": str}
 
 
 def config_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -219,11 +221,17 @@ def register(app: typer.Typer) -> None:
             False, "--trust-pickle", help="Allow loading a pickled model (only for models you trust)."
         ),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-        shard: str | None = typer.Option(
-            None, "--shard", help="K/N: score only shard K (0-based) of N plate shards into OUT/parts/."
+        plate: list[str] | None = typer.Option(
+            None, "--plate", help="Score only this plate into OUT/parts/ (repeatable; one job per plate), no merge."
         ),
         merge: bool = typer.Option(
-            False, "--merge", help="Only merge OUT/parts/ of finished shards into the outputs (no scoring)."
+            False, "--merge", help="Only merge OUT/parts/ of plates scored by --plate jobs into the outputs."
+        ),
+        engine: str = typer.Option(
+            "local", "--engine", help="local (this machine, every core) or ray (Ray Data: pip install 'fibroclass[ray]')."
+        ),
+        ray_address: str | None = typer.Option(
+            None, "--ray-address", help="Ray cluster to join: auto or ray://HOST:PORT (default: start a local one)."
         ),
         track_mlflow: bool = typer.Option(
             True, "--mlflow/--no-mlflow", help="Log the run (model version, plate QC, report) to MLflow."
@@ -243,9 +251,11 @@ def register(app: typer.Typer) -> None:
 
         Writes fields.parquet, embeddings.npy, well_embeddings.npy, wells.csv, compounds.csv (4PL fits and
         hit / inactive / toxic / off_target / inconclusive calls), plate_qc.json, run.json and report.html
-        into --out, and logs the run to MLflow (experiment fibroclass-score; --no-mlflow skips it). Progress is kept per plate chunk in OUT/parts/: re-running an interrupted
-        command resumes, re-running a finished one does nothing. With --shard K/N (same arguments on every
-        shard, e.g. one per GPU or node) the last shard to finish merges; --merge merges explicitly.
+        into --out, and logs the run to MLflow (experiment fibroclass-score; --no-mlflow skips it). Progress is
+        kept per plate chunk in OUT/parts/: re-running an interrupted command resumes, re-running a finished
+        one does nothing; a second run into an OUT that a live run is writing is refused. Many plates: --engine
+        ray (a Ray cluster), or one --plate job per plate (SLURM array, Nextflow, Snakemake; same arguments)
+        followed by one --merge.
 
         --assay adds readouts measured on the same wells (ELISA IL-6, wound closure %): each is normalized to
         the plate's controls like rescue_pct (<name>_rescue_pct in wells.csv), fitted with the same 4PL and
@@ -256,16 +266,18 @@ def register(app: typer.Typer) -> None:
         from fibroclass.io.assays import read_assays
         from fibroclass.progress import show_progress
         from fibroclass.scoring.config import load_score_config
-        from fibroclass.scoring.fields.parts import parse_shard
-        from fibroclass.scoring.pipeline import ShardResult
+        from fibroclass.scoring.engines import make_engine
+        from fibroclass.scoring.pipeline import PartsResult
         from fibroclass.scoring.pipeline import score as run_score
         from fibroclass.tracking.models import load_classifier
 
-        shard_kn = parse_shard(shard) if shard is not None else None
         assays = [str(a) for a in assay] if assay else None
         cfg = load_score_config(config).with_overrides(**overrides, assays=assays)  # before any model I/O
         if cfg.assays:
             read_assays(cfg.assays)  # a bad readout file is a one-line error before the model loads
+        scoring_engine = make_engine(engine, ray_address)  # a missing Ray, too
+        if plate and merge:
+            raise FibroclassError("--plate and --merge: score the plates first, then merge them in a separate run")
         show = show_progress(progress)
         result = run_score(
             roots,
@@ -275,14 +287,18 @@ def register(app: typer.Typer) -> None:
             config=cfg,
             progress=show,
             model_uri=model,
-            shard=shard_kn,
+            plates=plate or None,
             merge_only=merge,
+            engine=scoring_engine,
         )
-        if isinstance(result, ShardResult):
+        if isinstance(result, PartsResult):
+            for warning in result.warnings:
+                console.print(f"[yellow]warning:[/] {warning}")
             console.print(
-                f"shard {shard}: {len(result.plates)} plate(s), {result.chunks_scored} chunk(s) scored, "
-                f"{result.chunks_reused} reused in {result.seconds:.1f} s; waiting for "
-                f"{len(result.missing_plates)} plate(s) of other shards (the last shard merges, or --merge)"
+                f"plate(s) {', '.join(result.plates)}: {result.chunks_scored} chunk(s) scored, "
+                f"{result.chunks_reused} reused in {result.seconds:.1f} s → {out / 'parts'}; "
+                f"{result.other_plates} other plate(s) in the index. When every plate is scored, merge with "
+                "the same command, --merge instead of --plate."
             )
             return
         print_summary(result)

@@ -20,11 +20,12 @@ estimates (`.npz`) that the training run and every scoring run keep. numpy/scipy
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +280,17 @@ class PlateCorrections:
                 f"plate {corr.plate}: channel(s) {flat_channels} have no contrast; not normalized"
             )
 
+    @classmethod
+    def combine(cls, parts: Sequence[PlateCorrections], index: pd.DataFrame) -> PlateCorrections:
+        """Per-plate estimates of the plates of `index` (made separately, e.g. in parallel) as one object:
+        the plates and notes `estimate(index, ...)` gives with the settings of `parts`."""
+        out = cls(parts[0].settings, parts[0].channels, parts[0].target_pixel_size_um)
+        out._note_pixel_sizes(index.reset_index(drop=True))
+        for part in sorted(parts, key=lambda p: sorted(p.plates)):
+            out.plates.update(part.plates)
+            out.notes += [n for n in part.notes if n.startswith("plate ")]
+        return out
+
     # -- application -------------------------------------------------------------------------------------
     def _geometry(self, img: np.ndarray, corr: PlateCorrection, pixel_size_um: Any) -> np.ndarray:
         if self.settings.flatfield:
@@ -399,6 +411,17 @@ class FieldReader:
         sizes = [float(v) if known_size(v) else None for v in self.pixel_sizes]
         h.update(json.dumps([self.bit_depths, sizes]).encode())
         return f"illumination:{h.hexdigest()[:16]}"
+
+    def slice(self, start: int, stop: int) -> FieldReader:
+        """Rows start..stop-1 as their own reader with only their plates' corrections (small to send)."""
+        part, corr = copy.copy(self), self.corrections
+        for name in ("paths", "plates", "bit_depths", "pixel_sizes", "skip_reasons"):
+            setattr(part, name, getattr(self, name)[start:stop])
+        part.corrections = PlateCorrections(corr.settings, corr.channels, corr.target_pixel_size_um)
+        part.corrections.plates = {
+            p: replace(corr.plates[p], _cache={}) for p in set(part.plates) if p in corr.plates
+        }
+        return part
 
     def skip_reason(self, i: int) -> str:
         """Why field i cannot be read (a missing or duplicated channel file, from discovery), else ""."""

@@ -236,7 +236,7 @@ class ScoreConfig:
     z_prime_min: float = 0.5
     z_prime_scale: str = "readout"  # Z′/SSMD on the rescue meter's scale, or "probability" (p(disease))
     batch_size: int = 64
-    num_workers: int = 0
+    num_workers: int | str = "auto"  # field-reading processes; auto = CPUs - 1, capped by memory
     device: str = "auto"
     precision: str = "auto"  # auto (bf16 autocast on CUDA), fp32 or bf16
     compile: bool = False  # torch.compile the model forward
@@ -257,11 +257,15 @@ class ScoreConfig:
         if missing:
             raise FibroclassError(f"score config: controls must define {sorted(missing)} queries")
         for name, kind in _NUMBERS.items():
+            if name == "num_workers" and str(self.num_workers).strip().lower() == "auto":
+                self.num_workers = "auto"
+                continue
             try:
                 setattr(self, name, kind(getattr(self, name)))
             except (TypeError, ValueError) as exc:
                 raise FibroclassError(
-                    f"score config: '{name}' must be a number, got {getattr(self, name)!r}"
+                    f"score config: '{name}' must be a number{' or auto' if name == 'num_workers' else ''}, "
+                    f"got {getattr(self, name)!r}"
                 ) from exc
         for name in ("channels", "controls", "platemap_columns"):
             value = getattr(self, name)
@@ -271,7 +275,7 @@ class ScoreConfig:
                 raise FibroclassError(f"score config: '{name}' must be a mapping, got {value!r}")
         if self.batch_size < 1:
             raise FibroclassError(f"score config: inference.batch_size must be >= 1, got {self.batch_size}")
-        if self.num_workers < 0:
+        if self.num_workers != "auto" and self.num_workers < 0:
             raise FibroclassError(f"score config: inference.num_workers must be >= 0, got {self.num_workers}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise FibroclassError(
@@ -316,7 +320,7 @@ _NUMBERS = {
 SCORE_OPTIONS: dict[str, tuple[str, str]] = {
     "--batch-size": ("batch_size", "Tiles per forward pass (inference.batch_size)."),
     "--device": ("device", "auto, cpu, cuda or cuda:N (inference.device)."),
-    "--num-workers": ("num_workers", "Field-reading worker processes (inference.num_workers)."),
+    "--num-workers": ("num_workers", "Field-reading worker processes, or auto (inference.num_workers)."),
     "--precision": ("precision", "auto (bf16 on CUDA), fp32 or bf16 (inference.precision)."),
     "--compile/--no-compile": ("compile", "torch.compile the model (GPU; slow first batches)."),
 }

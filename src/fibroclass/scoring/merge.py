@@ -7,13 +7,11 @@ files as a single process; `load_outputs` reads a finished run back without reco
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -75,18 +73,6 @@ def _plate_fields(fields: pd.DataFrame, cfg: ScoreConfig) -> pd.DataFrame:
     other fields, debris) refines qc_pass / qc_reason here, so flagged fields never reach a well.
     """
     return plate_field_qc(fields, cfg.readout)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (one merging process at a time per output folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _warnings(qc: dict[str, dict], fields: pd.DataFrame) -> list[str]:
@@ -163,7 +149,8 @@ def merge_parts(
     out_dir: str | Path,
     run_info: dict[str, Any] | None = None,
 ) -> ScoreResult:
-    """Merge complete chunks into the run's output files (skipped when they are already up to date)."""
+    """Merge complete chunks into the run's output files (skipped when they are already up to date); the
+    caller holds the output folder (`scoring.runlock.writing`)."""
     out = Path(out_dir)
     parts_dir = out / PARTS_DIR
     info_key = {k: v for k, v in (run_info or {}).items() if k != "created"}
@@ -172,42 +159,41 @@ def merge_parts(
     if cfg.assays:  # readout files: their content, not only their paths
         merge_fp = sha_of([merge_fp, files_fingerprint(cfg.assays)])
     stamp = parts_dir / MERGE_STAMP
-    with _locked(parts_dir / ".merge.lock"):
-        try:
-            up_to_date = json.loads(stamp.read_text()).get("fingerprint") == merge_fp
-        except (OSError, ValueError):
-            up_to_date = False
-        wanted = (*FILES, "report.html") if cfg.report else FILES
-        if up_to_date and all((out / name).is_file() for name in wanted):
-            return load_outputs(out, cfg)
-        stamp.unlink(missing_ok=True)
+    try:
+        up_to_date = json.loads(stamp.read_text()).get("fingerprint") == merge_fp
+    except (OSError, ValueError):
+        up_to_date = False
+    wanted = (*FILES, "report.html") if cfg.report else FILES
+    if up_to_date and all((out / name).is_file() for name in wanted):
+        return load_outputs(out, cfg)
+    stamp.unlink(missing_ok=True)
 
-        dim = _embedding_dim(chunks, model.spec.embedding_dim)
-        fd, tmp_name = tempfile.mkstemp(prefix=".embeddings.npy.", suffix=".tmp", dir=out)
-        os.close(fd)
-        emb_tmp = Path(tmp_name)
-        writer = _NpyRows(emb_tmp, len(index), dim)
-        field_tables, well_tables, well_embs = [], [], []
-        try:
-            for plate_chunks in _plate_groups(chunks).values():  # plates in index order
-                fields_p, emb_p = _read_plate(index, plate_chunks, dim)
-                rows = np.concatenate([c.rows for c in plate_chunks])
-                writer.write(rows, emb_p)
-                fields_p = _plate_fields(fields_p, cfg)
-                wells_p, wemb_p = aggregate_wells(fields_p, emb_p)
-                wells_p = well_features(fields_p, wells_p)
-                field_tables.append(fields_p.set_index(pd.Index(rows)))
-                well_tables.append(wells_p)
-                well_embs.append(wemb_p)
-            writer.close()
-            fields = pd.concat(field_tables).sort_index().reset_index(drop=True)
-            wells = pd.concat(well_tables, ignore_index=True)
-            well_emb = np.concatenate(well_embs)
-            result = _finish(fields, emb_tmp, wells, well_emb, model, cfg, out, run_info)
-        finally:
-            writer.close()
-            emb_tmp.unlink(missing_ok=True)
-        stamp.write_text(json.dumps({"fingerprint": merge_fp}))
+    dim = _embedding_dim(chunks, model.spec.embedding_dim)
+    fd, tmp_name = tempfile.mkstemp(prefix=".embeddings.npy.", suffix=".tmp", dir=out)
+    os.close(fd)
+    emb_tmp = Path(tmp_name)
+    writer = _NpyRows(emb_tmp, len(index), dim)
+    field_tables, well_tables, well_embs = [], [], []
+    try:
+        for plate_chunks in _plate_groups(chunks).values():  # plates in index order
+            fields_p, emb_p = _read_plate(index, plate_chunks, dim)
+            rows = np.concatenate([c.rows for c in plate_chunks])
+            writer.write(rows, emb_p)
+            fields_p = _plate_fields(fields_p, cfg)
+            wells_p, wemb_p = aggregate_wells(fields_p, emb_p)
+            wells_p = well_features(fields_p, wells_p)
+            field_tables.append(fields_p.set_index(pd.Index(rows)))
+            well_tables.append(wells_p)
+            well_embs.append(wemb_p)
+        writer.close()
+        fields = pd.concat(field_tables).sort_index().reset_index(drop=True)
+        wells = pd.concat(well_tables, ignore_index=True)
+        well_emb = np.concatenate(well_embs)
+        result = _finish(fields, emb_tmp, wells, well_emb, model, cfg, out, run_info)
+    finally:
+        writer.close()
+        emb_tmp.unlink(missing_ok=True)
+    stamp.write_text(json.dumps({"fingerprint": merge_fp}))
     return result
 
 

@@ -16,7 +16,7 @@ never fed to the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -268,8 +268,16 @@ def iter_field_results(
     spec: ModelSpec = runner.model.spec
     feats = list(FIELD_FEATURES if features is None else features)
     dataset = FieldTiles(paths, spec.downsample, spec.crop_size, spec.channels, feats, reader)
+    loader = make_loader(dataset, num_workers, pin_memory=runner.device.type == "cuda")
+    yield from score_items(loader, runner, batch_size)
+
+
+def score_items(items: Iterable[FieldItem], runner: Runner, batch_size: int = 64) -> Iterator[FieldResult]:
+    """Score decoded fields (`FieldTiles` items, any source: a DataLoader, a Ray batch), tiles of
+    consecutive fields sharing forward batches of `batch_size`; yields each field once complete."""
+    if batch_size < 1:
+        raise FibroclassError(f"batch size must be >= 1, got {batch_size}")
     on_gpu = runner.device.type == "cuda"
-    loader = make_loader(dataset, num_workers, pin_memory=on_gpu)
 
     # Per field in flight: tiles still to score, running sums, features.
     left: dict[int, int] = {}
@@ -322,7 +330,7 @@ def iter_field_results(
             yield from resolve(pending)
         pending = launched
 
-    for i, tiles, values, reason in loader:
+    for i, tiles, values, reason in items:
         if tiles is None:
             yield FieldResult(i, float("nan"), None, 0, values, reason)
             continue

@@ -98,20 +98,25 @@ class Chunk:
     rows: np.ndarray  # positions in the (reset) field index
     fingerprint: str
     stem: Path  # parts/<plate>/chunk-NNNNN (suffixes .parquet, .npy, .json)
+    accepted: tuple[str, ...] = ()  # other fingerprints that also count as done (a merge: any precision)
 
     @property
     def files(self) -> tuple[Path, Path, Path]:
         return tuple(self.stem.with_suffix(s) for s in (".parquet", ".npy", ".json"))  # type: ignore[return-value]
 
     def is_done(self) -> bool:
-        """True when the stored chunk was written for exactly this fingerprint."""
+        """True when the stored chunk was written for exactly this fingerprint (or an `accepted` one,
+        which then becomes the chunk's fingerprint)."""
         table, emb, stamp = self.files
         if not (stamp.is_file() and table.is_file() and emb.is_file()):
             return False
         try:
-            return json.loads(stamp.read_text()).get("fingerprint") == self.fingerprint
+            stored = json.loads(stamp.read_text()).get("fingerprint")
         except (OSError, ValueError):
             return False
+        if stored in self.accepted:
+            self.fingerprint = stored
+        return stored == self.fingerprint
 
     def write(self, table: pd.DataFrame, embeddings: np.ndarray) -> None:
         """Store the chunk atomically: table, embeddings, then the stamp that marks it done."""
@@ -143,17 +148,24 @@ def plan_chunks(
     stage_fingerprint: str,
     chunk_fields: int,
     plate_scope: bool = False,
+    plates: Sequence[str] | None = None,
+    accepted_stages: Sequence[str] = (),
 ) -> list[Chunk]:
     """Cut each plate's fields (index order) into chunks and fingerprint each; plates in index order.
 
     `plate_scope`: field results depend on the whole plate (e.g. illumination estimated from the plate's
     fields and control wells), so every chunk's fingerprint covers all of its plate's rows and files.
+    `plates`: only these plates (rows stay positions in `index`). `accepted_stages`: other stage
+    fingerprints whose chunks count as done too (`Chunk.accepted`).
     """
     if chunk_fields < 1:
         raise FibroclassError(f"chunk size must be >= 1 field, got {chunk_fields}")
     chunks: list[Chunk] = []
-    plates = index[PLATE].astype(str)
-    for plate, rows in plates.groupby(plates, sort=False).indices.items():
+    wanted = None if plates is None else {str(p) for p in plates}
+    names = index[PLATE].astype(str)
+    for plate, rows in names.groupby(names, sort=False).indices.items():
+        if wanted is not None and plate not in wanted:
+            continue
         folder = parts_dir / plate_slug(plate)
         plate_fp = ""
         if plate_scope:
@@ -161,34 +173,13 @@ def plan_chunks(
             plate_fp = sha_of([fields_fingerprint(whole, channels), whole.to_csv(index=False)])
         for number, start in enumerate(range(0, len(rows), chunk_fields)):
             sel = np.asarray(rows[start : start + chunk_fields])
-            fp = sha_of(
-                [
-                    PARTS_FORMAT,
-                    __version__,
-                    stage_fingerprint,
-                    plate_fp,
-                    fields_fingerprint(index.iloc[sel], channels),
-                ]
+            fields_fp = fields_fingerprint(index.iloc[sel], channels)
+            fp, *also = (
+                sha_of([PARTS_FORMAT, __version__, stage, plate_fp, fields_fp])
+                for stage in (stage_fingerprint, *accepted_stages)
             )
-            chunks.append(Chunk(str(plate), number, sel, fp, folder / f"chunk-{number:05d}"))
+            chunks.append(Chunk(str(plate), number, sel, fp, folder / f"chunk-{number:05d}", tuple(also)))
     return chunks
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """`K/N` (0-based shard K of N) → (K, N); a malformed value is a user error."""
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
-    if not m or int(m[2]) < 1 or int(m[1]) >= int(m[2]):
-        raise FibroclassError(f"--shard {text!r}: expected K/N with 0 <= K < N (e.g. 0/4)")
-    return int(m[1]), int(m[2])
-
-
-def shard_plates(plates: Sequence[str], shard: tuple[int, int] | None) -> set[str]:
-    """Plates of shard K of N: every N-th plate of the sorted plate names, starting at K."""
-    names = sorted({str(p) for p in plates})
-    if shard is None:
-        return set(names)
-    k, n = shard
-    return set(names[k::n])
 
 
 __all__ = [
@@ -196,9 +187,7 @@ __all__ = [
     "PARTS_DIR",
     "fields_fingerprint",
     "model_fingerprint",
-    "parse_shard",
     "plan_chunks",
     "plate_slug",
-    "shard_plates",
     "source_files",
 ]
