@@ -13,8 +13,12 @@ console = Console()
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
-        runs: list[Path] = typer.Argument(..., metavar="RUN_DIR...", help="Output folders of `fibroclass score`."),
-        out: Path = typer.Option(Path("screen.html"), "--out", help="The screen page; its tables go next to it."),
+        runs: list[Path] = typer.Argument(
+            ..., metavar="RUN_DIR...", help="Output folders of `fibroclass score`."
+        ),
+        out: Path = typer.Option(
+            Path("screen.html"), "--out", help="The screen page; its tables go next to it."
+        ),
         label: list[str] | None = typer.Option(
             None, "--label", help="A name per run, in RUN_DIR order (default: the folder names)."
         ),

@@ -42,7 +42,9 @@ def dose_means(wells: pd.DataFrame, unit_of: str, query: str, value: str = RESCU
     sel = sel[np.isfinite(pd.to_numeric(sel[value], errors="coerce"))] if len(sel) else sel
     if sel.empty:
         return pd.DataFrame(columns=[UNIT, COMPOUND, CONC, value, "n_wells"])
-    g = sel.assign(**{UNIT: unit_of + "/" + sel[PLATE].astype(str)}).groupby([UNIT, COMPOUND, CONC], sort=True)
+    g = sel.assign(**{UNIT: unit_of + "/" + sel[PLATE].astype(str)}).groupby(
+        [UNIT, COMPOUND, CONC], sort=True
+    )
     out = g[value].mean().rename(value).to_frame()
     out["n_wells"] = g.size()
     return out.reset_index()
@@ -83,7 +85,15 @@ def concordance(
         if len(both) < MIN_SHARED:
             continue
         a, b = both[ua].to_numpy(float), both[ub].to_numpy(float)
-        pairs.append({"unit_a": ua, "unit_b": ub, **pair_stats(a, b), "pass_a": passed.get(ua), "pass_b": passed.get(ub)})
+        pairs.append(
+            {
+                "unit_a": ua,
+                "unit_b": ub,
+                **pair_stats(a, b),
+                "pass_a": passed.get(ua),
+                "pass_b": passed.get(ub),
+            }
+        )
         pts = both.reset_index().rename(columns={ua: "a", ub: "b"})
         pts.insert(0, "unit_b", ub)
         pts.insert(0, "unit_a", ua)

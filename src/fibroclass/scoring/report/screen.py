@@ -97,8 +97,19 @@ def load_run(path: str | Path, label: str) -> Run:
     try:
         cfg = ScoreConfig(**info["config"]) if "config" in info else ScoreConfig()
     except (TypeError, FibroclassError) as exc:
-        raise FibroclassError(f"run folder {path}: run.json holds a config this version cannot read ({exc})") from exc
-    return Run(label, path, wells, compounds, dict(qc.get("plates", {})), float(qc.get("z_prime_min", math.nan)), info, cfg)
+        raise FibroclassError(
+            f"run folder {path}: run.json holds a config this version cannot read ({exc})"
+        ) from exc
+    return Run(
+        label,
+        path,
+        wells,
+        compounds,
+        dict(qc.get("plates", {})),
+        float(qc.get("z_prime_min", math.nan)),
+        info,
+        cfg,
+    )
 
 
 def run_labels(paths: Sequence[Path]) -> list[str]:
@@ -150,7 +161,10 @@ def screen_compounds(runs: Sequence[Run], readouts: dict[str, AssaySpec]) -> pd.
     overall, _ = compound_readout(pooled, qc, cfg.compounds, cfg.readout)
     if readouts:
         overall, _ = assay_compound_readout(pooled, overall, qc, cfg.compounds, cfg.readout, readouts)
-    names = sorted(set().union(*(set(r.compounds[COMPOUND].astype(str)) for r in runs)) | set(overall[COMPOUND].astype(str)))
+    names = sorted(
+        set().union(*(set(r.compounds[COMPOUND].astype(str)) for r in runs))
+        | set(overall[COMPOUND].astype(str))
+    )
     table = pd.DataFrame({COMPOUND: names})
     calls = []
     for run in runs:
@@ -158,7 +172,9 @@ def screen_compounds(runs: Sequence[Run], readouts: dict[str, AssaySpec]) -> pd.
         for col in PER_RUN:
             if col in per:
                 table[f"{col}_{safe_label(run.label)}"] = table[COMPOUND].map(per[col])
-        calls.append(table[COMPOUND].map(per["call"]) if "call" in per else pd.Series(np.nan, index=table.index))
+        calls.append(
+            table[COMPOUND].map(per["call"]) if "call" in per else pd.Series(np.nan, index=table.index)
+        )
     per_run = pd.concat(calls, axis=1)
     table.insert(1, "n_runs", per_run.notna().sum(axis=1).astype(int))
     table.insert(2, "n_hit_runs", (per_run == "hit").sum(axis=1).astype(int))
@@ -167,7 +183,9 @@ def screen_compounds(runs: Sequence[Run], readouts: dict[str, AssaySpec]) -> pd.
     extra = [f"{n}{s}" for n in readouts for s in ("_max_rescue_pct", "_rho", "_discordant")]
     for col in (*POOLED, *extra):
         if col in ov:
-            table[col if col not in ("call", "call_reason") else f"overall_{col}"] = table[COMPOUND].map(ov[col])
+            table[col if col not in ("call", "call_reason") else f"overall_{col}"] = table[COMPOUND].map(
+                ov[col]
+            )
     return table
 
 
@@ -219,4 +237,13 @@ def write_tables(screen: Screen, folder: Path) -> dict[str, Path]:
     return out
 
 
-__all__ = ["Run", "Screen", "load_run", "plate_table", "run_labels", "screen_compounds", "summarize", "write_tables"]
+__all__ = [
+    "Run",
+    "Screen",
+    "load_run",
+    "plate_table",
+    "run_labels",
+    "screen_compounds",
+    "summarize",
+    "write_tables",
+]

@@ -42,7 +42,10 @@ def runs_section(screen: Screen, page: Path) -> str:
 def compounds_section(screen: Screen) -> str:
     df = screen.compounds
     labels = [r.label for r in screen.runs]
-    cols = [Column(COMPOUND, "compound"), Column("overall_call", "overall call", "call", title="pooled wells of all runs")]
+    cols = [
+        Column(COMPOUND, "compound"),
+        Column("overall_call", "overall call", "call", title="pooled wells of all runs"),
+    ]
     cols += [Column(f"call_{safe_label(lab)}", f"call {lab}", "call") for lab in labels]
     cols += [
         Column("calls_agree", "runs agree", "agree"),
@@ -54,7 +57,9 @@ def compounds_section(screen: Screen) -> str:
         Column("max_rescue_pct", "pooled max rescue %", "num", ".0f"),
     ]
     cols += [Column(f"ec50_uM_{safe_label(lab)}", f"EC50 {lab}", "num") for lab in labels]
-    cols += [Column(f"max_rescue_pct_{safe_label(lab)}", f"max rescue {lab} %", "num", ".0f") for lab in labels]
+    cols += [
+        Column(f"max_rescue_pct_{safe_label(lab)}", f"max rescue {lab} %", "num", ".0f") for lab in labels
+    ]
     for name, spec in screen.readouts.items():
         cols += [
             Column(f"{name}_max_rescue_pct", f"{spec.label} max rescue %", "num", ".0f"),
@@ -67,7 +72,9 @@ def compounds_section(screen: Screen) -> str:
         "pooled (each plate normalized to its own controls; plates that failed QC left out). "
         "Also in <code>screen_compounds.csv</code>."
     )
-    return note(text) + sortable_table(df.replace({np.nan: None}), cols, "fc-screen-compounds", filter_box=True)
+    return note(text) + sortable_table(
+        df.replace({np.nan: None}), cols, "fc-screen-compounds", filter_box=True
+    )
 
 
 def _colors(keys: list[str]) -> dict[str, str]:
@@ -151,7 +158,11 @@ def concordance_section(screen: Screen) -> str:
     figs = figure_div(scatter_figure(points), "fc-concordance-scatter", "fc-half") + figure_div(
         bland_altman_figure(points, pairs), "fc-bland-altman", "fc-half"
     )
-    return note(text) + sortable_table(pairs.replace({np.nan: None}), cols, "fc-pairs") + f'<div class="fc-row">{figs}</div>'
+    return (
+        note(text)
+        + sortable_table(pairs.replace({np.nan: None}), cols, "fc-pairs")
+        + f'<div class="fc-row">{figs}</div>'
+    )
 
 
 def zprime_figure(plates: pd.DataFrame) -> go.Figure:
@@ -179,7 +190,9 @@ def zprime_figure(plates: pd.DataFrame) -> go.Figure:
         ))  # fmt: skip
     zmin = plates["z_prime_min"].dropna()
     if len(zmin):
-        fig.add_hline(y=float(zmin.iloc[0]), line={"color": "#d73027", "dash": "dot"}, annotation_text="Z′ min")
+        fig.add_hline(
+            y=float(zmin.iloc[0]), line={"color": "#d73027", "dash": "dot"}, annotation_text="Z′ min"
+        )
     if plates["domain_shift_score"].notna().any():
         fig.add_trace(go.Scatter(
             x=plates["unit"], y=plates["domain_shift_score"], mode="markers", yaxis="y2", name="domain shift",
@@ -228,7 +241,9 @@ def plates_section(screen: Screen) -> str:
             Column("out_of_distribution", "out of distribution", "bool"),
         ]
     cols.append(Column("reasons", "reasons"))
-    return figure_div(zprime_figure(plates), "fc-zprime") + sortable_table(df.replace({np.nan: None}), cols, "fc-screen-plates")
+    return figure_div(zprime_figure(plates), "fc-zprime") + sortable_table(
+        df.replace({np.nan: None}), cols, "fc-screen-plates"
+    )
 
 
 def write_screen_page(screen: Screen, path: Path, title: str = "fibroclass screen summary") -> Path:
