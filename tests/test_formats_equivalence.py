@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from fibroclass.data.datamodule import FibroDataModule
-from fibroclass.data.illumination import FieldReader, IlluminationSettings, corrections_for_model
+from fibroclass.data.illumination import IlluminationSettings, corrections_for_model
+from fibroclass.data.reader import FieldReader
 from fibroclass.data.splits import make_split, write_split
 from fibroclass.io.images import read_field
 from fibroclass.io.index import build_index, write_index

@@ -12,7 +12,7 @@ from tinyplate import make_tiny_split
 
 from fibroclass.data.datamodule import FibroDataModule, check_group_separation
 from fibroclass.data.fields import FieldCache, channel_paths
-from fibroclass.data.illumination import FieldReader
+from fibroclass.data.reader import FieldReader
 from fibroclass.data.splits import read_split
 from fibroclass.errors import FibroclassError
 from fibroclass.io.index import read_index

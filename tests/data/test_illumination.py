@@ -11,11 +11,11 @@ import tifffile
 
 from fibroclass.data.illumination import (
     DISABLED,
-    FieldReader,
     IlluminationSettings,
     PlateCorrections,
     corrections_for_model,
 )
+from fibroclass.data.reader import FieldReader
 from fibroclass.errors import FibroclassError
 from fibroclass.io.index import build_index
 from fibroclass.measure.flatfield import estimate_flatfield, evaluate_surface, grid_means

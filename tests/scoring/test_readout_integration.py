@@ -155,7 +155,8 @@ def test_viability_offtarget_and_calls(screen):
 def test_plate_qc_report_and_organization(screen):
     _, _, res, out, _ = screen
     qc = json.loads((out / "plate_qc.json").read_text())["plates"]["SCREEN01"]
-    assert qc["z_prime_scale"] == "readout_score" and qc["readout_meter"] == "fused" and qc["pass"], qc
+    # default meter: the logit, gated on p(disease) (qc.z_prime_scale auto); the fitted meters are opt-in columns
+    assert qc["z_prime_scale"] == "probability" and qc["readout_meter"] == "logit" and qc["pass"], qc
     assert qc["classification"]["auroc"] > 0.9 and np.isfinite(qc["z_prime_robust"])
     wells = pd.read_csv(out / "wells.csv")
     ctrl = wells[wells[ROLE].isin(["healthy", "disease"])].groupby(ROLE)["rescue_pct"].mean()

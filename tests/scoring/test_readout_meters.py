@@ -56,7 +56,7 @@ def screen(seed: int = 0, emax: float = 0.6, n_ctrl: int = 8) -> tuple[pd.DataFr
 
 def test_rescue_is_0_and_100_at_the_control_means_on_the_readout_scale() -> None:
     wells, emb, _ = screen()
-    out, stats, meter = rescue_readout(wells, emb, CONTROLS, RescueParams())
+    out, stats, meter = rescue_readout(wells, emb, CONTROLS, RescueParams(meter="fused"))
     assert meter["meter"] == "fused" and "org_coherency" in meter["features"]
     for plate, g in out.groupby(PLATE):
         h, d = g[g[ROLE] == "healthy"], g[g[ROLE] == "disease"]
@@ -75,7 +75,7 @@ def test_rescue_is_0_and_100_at_the_control_means_on_the_readout_scale() -> None
 
 def test_z_prime_is_computed_on_the_readout_scale_and_p_disease_is_a_classification_figure() -> None:
     wells, emb, _ = screen()
-    out, stats, meter = rescue_readout(wells, emb, CONTROLS, RescueParams())
+    out, stats, meter = rescue_readout(wells, emb, CONTROLS, RescueParams(meter="fused"))
     fields = pd.DataFrame({PLATE: ["P1", "P2"], QC_PASS: [True, True]})
     qc = plate_qc(fields, stats, z_prime_min=0.5, meter=meter["meter"])
     for plate, g in out.groupby(PLATE):
@@ -98,7 +98,7 @@ def test_z_prime_is_computed_on_the_readout_scale_and_p_disease_is_a_classificat
 def test_a_partial_rescuers_emax_is_recovered_within_15_points() -> None:
     for seed in (0, 1, 2):
         wells, emb, _ = screen(seed, emax=0.6)
-        out, _, _ = rescue_readout(wells, emb, CONTROLS, RescueParams())
+        out, _, _ = rescue_readout(wells, emb, CONTROLS, RescueParams(meter="fused"))
         fit = fit_compounds(out, DoseResponseParams(n_boot=20))["drug"]
         assert fit.emax_pct == pytest.approx(60.0, abs=15.0), (seed, fit)
         logit = fit_compounds(out, DoseResponseParams(n_boot=20), response_col=RESCUE_PCT_LOGIT)["drug"]
@@ -122,7 +122,7 @@ def test_controls_are_cross_fitted() -> None:
 def test_primary_meter_falls_back_to_the_logit_without_embeddings_or_features() -> None:
     wells, _, _ = screen()
     wells = wells.drop(columns=["org_coherency", "org_nuclei_log_aspect"])
-    out, info = add_meters(wells, np.zeros((len(wells), 0)), control_roles(wells, CONTROLS), RescueParams())
+    out, info = add_meters(wells, np.zeros((len(wells), 0)), control_roles(wells, CONTROLS), RescueParams(meter="fused"))
     assert info["readout"]["meter"] == "fused"  # the logit alone is still a fused input
     out, info = add_meters(
         wells, np.zeros((len(wells), 0)), control_roles(wells, CONTROLS), RescueParams(meter="axis")

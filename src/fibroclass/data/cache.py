@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from fibroclass.data.fields import FieldCache
-from fibroclass.data.illumination import FieldReader
+from fibroclass.data.reader import FieldReader
 from fibroclass.errors import FibroclassError
 from fibroclass.io.images import parse_locator, split_projection
 

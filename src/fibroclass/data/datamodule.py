@@ -16,13 +16,8 @@ from torch.utils.data import DataLoader
 from fibroclass.data.cache import make_field_cache
 from fibroclass.data.datasets import FieldCropDataset, FieldTileDataset
 from fibroclass.data.fields import FieldCache, channel_paths, field_labels
-from fibroclass.data.illumination import (
-    DISABLED,
-    FieldReader,
-    IlluminationSettings,
-    PlateCorrections,
-    training_pixel_size,
-)
+from fibroclass.data.illumination import DISABLED, IlluminationSettings, PlateCorrections, training_pixel_size
+from fibroclass.data.reader import FieldReader
 from fibroclass.data.sampling import EpochSampler, EpochSeeded, ShardSampler
 from fibroclass.data.stats import channel_stats
 from fibroclass.data.transforms import AugmentConfig, apply_transform, build_train_transform

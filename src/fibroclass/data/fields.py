@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from fibroclass.data.illumination import FieldReader
+from fibroclass.data.reader import FieldReader
 from fibroclass.errors import FibroclassError
 from fibroclass.io.images import read_field
 from fibroclass.measure.resample import downsample as downsample_field

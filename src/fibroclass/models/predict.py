@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 from fibroclass.data.datamodule import FibroDataModule
 from fibroclass.data.datasets import FieldTileDataset
 from fibroclass.data.fields import FieldCache, channel_paths
-from fibroclass.data.illumination import FieldReader, corrections_for_model
+from fibroclass.data.illumination import corrections_for_model
+from fibroclass.data.reader import FieldReader
 from fibroclass.models.module import field_level
 
 

@@ -101,7 +101,7 @@ class RescueParams(Section):
 
     SECTION: ClassVar[str] = "rescue"
 
-    meter: str = "fused"  # fused | axis | logit
+    meter: str = "logit"  # logit | fused | axis (configs/score/readout.yaml says why logit is the default)
     embedding_pcs: int = 8  # principal components of the control wells' embeddings the LDA sees
     fused_logit: bool = True  # the fused meter also sees the CNN logit
     features: tuple[str, ...] = FUSED_FEATURES  # org_* well columns of the fused meter
@@ -234,7 +234,7 @@ class ScoreConfig:
     reference: str = "role == 'reference'"
     compounds: str = "role in ['treatment', 'reference'] and concentration_uM > 0"
     z_prime_min: float = 0.5
-    z_prime_scale: str = "readout"  # Z′/SSMD on the rescue meter's scale, or "probability" (p(disease))
+    z_prime_scale: str = "auto"  # auto | readout (the rescue meter's scale) | probability (p(disease))
     batch_size: int = 64
     num_workers: int | str = "auto"  # field-reading processes; auto = CPUs - 1, capped by memory
     device: str = "auto"
@@ -284,9 +284,9 @@ class ScoreConfig:
         self.z = check_z(self.z)
         if self.z_prime_scale == "score":  # the name before there were meters: the scale rescue uses
             self.z_prime_scale = "readout"
-        if self.z_prime_scale not in ("readout", "probability"):
+        if self.z_prime_scale not in ("auto", "readout", "probability"):
             raise FibroclassError(
-                f"score config: qc.z_prime_scale must be readout or probability, got {self.z_prime_scale!r}"
+                f"score config: qc.z_prime_scale must be auto, readout or probability, got {self.z_prime_scale!r}"
             )
         if not self.max_megapixels > 0:
             raise FibroclassError(
@@ -425,3 +425,11 @@ def load_readout_config(path: str | Path) -> ReadoutSettings:
     raw = _read_yaml(path)
     sections = {k: v for k, v in raw.items() if k in READOUT_SECTIONS}
     return ReadoutSettings.from_dict(sections, source=f"readout config {path}")
+
+
+def gate_scale(z_prime_scale: str, meter: str) -> str:
+    """The scale the plate gate's Z′ uses: `auto` is the meter's own scale for the fitted meters (fused, axis)
+    and p(disease) for the logit meter, whose saturating confident wells would make the window look narrow."""
+    if z_prime_scale != "auto":
+        return z_prime_scale
+    return "probability" if meter == "logit" else "readout"

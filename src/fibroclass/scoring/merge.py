@@ -24,7 +24,7 @@ from fibroclass.errors import FibroclassError
 from fibroclass.io.assays import files_fingerprint, read_assays
 from fibroclass.schema import FIELD_KEYS, FLAGS, QC_PASS
 from fibroclass.scoring.compounds.tables import reference_dose_table
-from fibroclass.scoring.config import ScoreConfig
+from fibroclass.scoring.config import ScoreConfig, gate_scale
 from fibroclass.scoring.fields.inference import (
     TileModel,
 )
@@ -210,7 +210,9 @@ def _finish(
     """Cross-plate steps on the well table, then every output file (embeddings moved into place)."""
     # rescue meters fitted on the controls, rescue_pct on the primary one (scoring.wells.readout)
     wells, controls, meter = rescue_readout(wells, well_emb, cfg.controls, cfg.readout.rescue)
-    qc = plate_qc(fields, controls, cfg.z_prime_min, cfg.z_prime_scale, meter["meter"])
+    qc = plate_qc(
+        fields, controls, cfg.z_prime_min, gate_scale(cfg.z_prime_scale, meter["meter"]), meter["meter"]
+    )
     # off-target, organization agreement, flags, 4PL fits and calls (scoring.finish)
     assays = read_assays(cfg.assays) if cfg.assays else None
     ro = finish(wells, well_emb, qc, cfg.controls, cfg.compounds, cfg.readout, assays)
@@ -230,7 +232,11 @@ def _finish(
         "n_wells": len(wells),
         "plates": sorted(qc),
         "rescue_meter": meter,
-        **({"assay_files": dict(zip(cfg.assays, files_fingerprint(cfg.assays), strict=True))} if cfg.assays else {}),
+        **(
+            {"assay_files": dict(zip(cfg.assays, files_fingerprint(cfg.assays), strict=True))}
+            if cfg.assays
+            else {}
+        ),
         **(run_info or {}),
     }
     files = write_outputs(

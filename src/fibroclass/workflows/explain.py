@@ -13,7 +13,8 @@ import pandas as pd
 from torch import nn
 
 from fibroclass import schema
-from fibroclass.data.illumination import FieldReader, corrections_for_model
+from fibroclass.data.illumination import corrections_for_model
+from fibroclass.data.reader import FieldReader
 from fibroclass.errors import FibroclassError
 from fibroclass.evaluation import plots as evplots
 from fibroclass.evaluation.calibration import apply_temperature

@@ -37,12 +37,8 @@ import ray
 import torch
 from ray import cloudpickle
 
-from fibroclass.data.illumination import (
-    FieldReader,
-    IlluminationSettings,
-    PlateCorrections,
-    corrections_for_model,
-)
+from fibroclass.data.illumination import IlluminationSettings, PlateCorrections, corrections_for_model
+from fibroclass.data.reader import FieldReader
 from fibroclass.errors import FibroclassError
 from fibroclass.progress import progress_bar
 from fibroclass.schema import PLATE

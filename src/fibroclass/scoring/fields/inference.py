@@ -25,8 +25,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fibroclass.data.illumination import FieldReader, corrections_for_model
+from fibroclass.data.illumination import corrections_for_model
 from fibroclass.data.preprocess import tile_field
+from fibroclass.data.reader import FieldReader
 from fibroclass.errors import FibroclassError
 from fibroclass.io.images import OversizeError, read_field
 from fibroclass.measure.resample import downsample

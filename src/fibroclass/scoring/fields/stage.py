@@ -15,12 +15,8 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from fibroclass.data.illumination import (
-    ILLUMINATION_FILE,
-    FieldReader,
-    PlateCorrections,
-    corrections_for_model,
-)
+from fibroclass.data.illumination import ILLUMINATION_FILE, PlateCorrections, corrections_for_model
+from fibroclass.data.reader import FieldReader
 from fibroclass.errors import FibroclassError
 from fibroclass.models.spec import ModelSpec
 from fibroclass.progress import progress_bar

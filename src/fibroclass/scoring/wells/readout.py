@@ -88,7 +88,10 @@ def _direction(x: np.ndarray, plates: np.ndarray, role: np.ndarray, use: np.ndar
     resid = np.concatenate(dev)
     gap = sum(g * n for g, n in gaps) / sum(n for _, n in gaps)
     cov = LedoitWolf(assume_centered=True).fit(resid).covariance_ if len(resid) > 2 else np.eye(x.shape[1])
-    w = np.linalg.solve(cov + 1e-9 * np.trace(cov) / len(cov) * np.eye(len(cov)), gap)
+    reg = cov + 1e-9 * np.trace(cov) / len(cov) * np.eye(len(cov))
+    if not (np.all(np.isfinite(reg)) and np.all(np.isfinite(gap))):  # constant or NaN features: no direction
+        return np.full(x.shape[1], np.nan), float("nan")
+    w = np.linalg.lstsq(reg, gap, rcond=None)[0]  # a singular covariance (collinear controls) is not an error
     scale = float(w @ gap)
     w = w / scale if scale > 0 else w
     h_anchor = sum(hm * n for hm, n in h_means) / sum(n for _, n in h_means)
