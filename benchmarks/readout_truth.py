@@ -171,17 +171,36 @@ def run(out: Path, size: int = 128, fields: int = 3, seed: int = 0) -> dict:
 
 
 def _report_ok(path: Path) -> bool:
+    """report.html (interactive) has every section and panel; plots/report_static.html every static one."""
     from fibroclass.scoring.report.html import SECTIONS
 
     html = path.read_text() if path.is_file() else ""
+    static = path.parent / "plots" / "report_static.html"
+    static_html = static.read_text() if static.is_file() else ""
+    sections = (
+        "plate-qc",
+        "compounds",
+        "dose-response",
+        "heatmaps",
+        "embedding",
+        "controls",
+        "montage",
+        "organization",
+    )
     panels = (
-        "fig-dose_response",
-        "fig-controls",
+        "fc-controls",
+        "fc-embedding",
+        "fc-compound-table",
+        "fc-dr-",
         "fig-montage",
         "fig-montage_gradcam",
         "fig-organization_agreement",
     )
-    return all(f'id="{s}"' in html for s in (*SECTIONS, "organization")) and all(p in html for p in panels)
+    interactive = all(f'id="{s}"' in html for s in sections) and all(p in html for p in panels)
+    static_ok = all(f'id="{s}"' in static_html for s in SECTIONS) and all(
+        p in static_html for p in ("fig-dose_response", "fig-controls")
+    )
+    return interactive and static_ok
 
 
 def report(res: dict) -> bool:
