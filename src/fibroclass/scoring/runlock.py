@@ -110,8 +110,8 @@ def holder_text(info: dict[str, Any]) -> str:
 
 @contextlib.contextmanager
 def _guard(folder: Path) -> Iterator[None]:
-    """A short exclusive flock on the lock's folder (where the file system supports it; O_EXCL-free
-    replacement under it keeps two newcomers from both taking a stale lock)."""
+    """A short exclusive flock on the lock's folder, so that reading, judging and replacing a lock file is
+    one step for concurrent newcomers (skipped where the file system has no flock)."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         try:
