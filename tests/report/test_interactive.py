@@ -166,3 +166,21 @@ def test_degenerate_runs_still_render(tmp_path):
         "No wells."
         in render_interactive_report(tmp_path, fields, wells.iloc[:0], pd.DataFrame(), {}).read_text()
     )
+
+
+def test_thumbnails_that_fail_are_a_named_report_problem(scored_report, tmp_path, monkeypatch):
+    import fibroclass.scoring.report.build as build
+
+    def boom(*_a, **_k):
+        raise MemoryError("no room for thumbnails")
+
+    monkeypatch.setattr(build, "well_thumbnails", boom)
+    d = scored_report
+    problems: list[str] = []
+    path = build.write_report(
+        tmp_path, d["fields"], d["wells"], d["compounds"], d["plate_qc"]["plates"], d["fits"], {},
+        problems=problems, well_embeddings=d["well_embeddings"],
+    )  # fmt: skip
+    assert problems == ["field thumbnails failed: MemoryError: no room for thumbnails"]
+    html = path.read_text()
+    assert "field thumbnails failed: MemoryError" in html and 'id="fc-plate-P96"' in html

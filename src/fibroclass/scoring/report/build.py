@@ -191,6 +191,11 @@ def write_report(
     extra["activity"] = ("Phenotypic activity (mAP vs vehicle)", activity_section(activity, plots))
     if gradcam and model is not None and images:
         extra["montage"] = ("", gradcam_section(model, images, plots, problems))
+    try:
+        thumbs = well_thumbnails(fields, channels, thumbnails)
+    except Exception as exc:  # noqa: BLE001 - thumbnails are optional: the heatmaps keep their numbers
+        thumbs = {}
+        problems.append(failure("field thumbnails", exc))
     if problems:
         extra["montage"] = ("", extra.get("montage", ("", ""))[1] + _problem_note(problems))
     qc = {"plates": dict(plate_qc)}
@@ -201,7 +206,7 @@ def write_report(
     )  # fmt: skip
     return render_interactive_report(
         out_dir, fields, wells, compounds, qc, fits, well_embeddings, static["montage"][1], extra,
-        assay_specs, assay_fits, well_thumbnails(fields, channels, thumbnails), viability_min_pct,
+        assay_specs, assay_fits, thumbs, viability_min_pct,
     )  # fmt: skip
 
 
